@@ -1,0 +1,26 @@
+# The two entry points of the README. Both install into ./.venv first (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+# The reference package (BluePyEModel 1.0.50) lives in its own virtual environment; the
+# compatibility tests run it in a subprocess to read and write the same files as ours.
+REFERENCE_VENV ?= $(HOME)/.cache/luigi_emodel/ref-venv
+
+.PHONY: install reference test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+reference: $(REFERENCE_VENV)/.installed
+
+$(REFERENCE_VENV)/.installed:
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/python -m pip install --quiet 'bluepyemodel==1.0.50'
+	touch $@
+
+test: install reference
+	LUIGI_EMODEL_REFERENCE_PYTHON=$(REFERENCE_VENV)/bin/python $(VENV)/bin/python -m pytest
