@@ -7,8 +7,11 @@ Two on-disk formats load into the same :class:`ModelConfiguration`:
 * new: lists of ``{"name", "location", ...}`` mechanisms, distributions and parameters.
 
 :meth:`ModelConfiguration.as_dict` writes the new format. A parameter's distribution is
-written as ``distribution`` and read as ``distribution`` or ``dist`` (the reference writes
-the former but reads only the latter, so its files lose their distributions; ours do not).
+written under both ``distribution`` and ``dist`` and read from either: the reference writes
+the former but reads only the latter, so its own files lose their distributions; ours keep them
+for both readers. For the same reason :meth:`ModelConfiguration.as_dict` declares the implicit
+``uniform`` distribution (the reference refuses a file whose list lacks it while a parameter
+uses it), and the reader drops that declaration again.
 
 Validation context (``parse_model(..., context={"locations": [...]})``) may add section-list
 names to the known locations (from the recipe's ``seclist_names`` and ``multiloc_map``).
@@ -98,6 +101,13 @@ class DistributionConfig(StrictModel):
             data = dict(data)
             if "fun" in data and "function" not in data:
                 data["function"] = data.pop("fun")
+            misplaced = data.get("morphology_dependent_parameters")
+            if isinstance(misplaced, (int, float)) and not isinstance(misplaced, bool):
+                # The reference reads soma_ref_location into this (unused) field and writes
+                # it back there; recover it rather than refuse the reference's own files.
+                data.pop("morphology_dependent_parameters")
+                if data.get("soma_ref_location") in (None, 0.5):
+                    data["soma_ref_location"] = misplaced
             for key in ("parameters", "morphology_dependent_parameters"):
                 if isinstance(data.get(key), str):
                     data[key] = [data[key]]
@@ -114,11 +124,11 @@ class DistributionConfig(StrictModel):
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "function": self.function,
-            "soma_ref_location": self.soma_ref_location,
-        }
+        data: dict[str, Any] = {"name": self.name, "function": self.function}
+        # The reference reads this key into morphology_dependent_parameters: written only
+        # when it differs from the default both readers assume.
+        if self.soma_ref_location != 0.5:
+            data["soma_ref_location"] = self.soma_ref_location
         for key in ("parameters", "morphology_dependent_parameters", "comment"):
             if getattr(self, key):
                 data[key] = getattr(self, key)
@@ -172,7 +182,9 @@ class ParameterConfig(StrictModel):
 
     @property
     def full_name(self) -> str:
-        """``<name>.<location>``: the key of the parameter in final.json."""
+        """``<name>.<location>`` (bare ``<name>`` for globals): the key in final.json."""
+        if self.location == "global":
+            return self.name
         return f"{self.name}.{self.location}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -182,7 +194,9 @@ class ParameterConfig(StrictModel):
             "location": self.location,
         }
         if self.distribution != "uniform":
+            # "dist" is the only spelling the reference reads; "distribution" the one it writes.
             data["distribution"] = self.distribution
+            data["dist"] = self.distribution
         if self.mechanism:
             data["mechanism"] = self.mechanism
         return data
@@ -246,6 +260,18 @@ def _legacy_to_new(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _is_implicit_uniform(entry: Any) -> bool:
+    """True for a ``uniform`` distribution declared with nothing but defaults."""
+    return (
+        isinstance(entry, dict)
+        and entry.get("name") == "uniform"
+        and entry.get("function") is None
+        and not entry.get("parameters")
+        and entry.get("soma_ref_location", 0.5) in (None, 0.5)
+        and not entry.get("comment")
+    )
+
+
 class ModelConfiguration(StrictModel):
     """The whole model configuration: mechanisms, distributions, parameters and morphology.
 
@@ -275,11 +301,17 @@ class ModelConfiguration(StrictModel):
         if isinstance(data, dict) and data.get("morphology", {}) is None:
             data = {k: v for k, v in data.items() if k != "morphology"}
         if isinstance(data, dict) and isinstance(data.get("mechanisms"), dict):
-            return _legacy_to_new(data)
+            data = _legacy_to_new(data)
         if isinstance(data, dict) and isinstance(data.get("distributions"), dict):
             data = dict(data)
             data["distributions"] = [
                 {"name": k, **v} for k, v in data["distributions"].items() if isinstance(v, dict)
+            ]
+        if isinstance(data, dict) and isinstance(data.get("distributions"), list):
+            # The declared default (as_dict and the reference write it) is implicit here.
+            data = dict(data)
+            data["distributions"] = [
+                d for d in data["distributions"] if not _is_implicit_uniform(d)
             ]
         return data
 
@@ -394,9 +426,15 @@ class ModelConfiguration(StrictModel):
 
     def as_dict(self) -> dict[str, Any]:
         """The new (list) format; reading it back gives an equal object."""
+        distributions = [d.as_dict() for d in self.distributions]
+        if any(p.distribution == "uniform" for p in self.parameters) and not any(
+            d.name == "uniform" for d in self.distributions
+        ):
+            # The reference drops its default "uniform" when the file lists distributions.
+            distributions.insert(0, DistributionConfig(name="uniform").as_dict())
         data: dict[str, Any] = {
             "mechanisms": [m.as_dict() for m in self.mechanisms],
-            "distributions": [d.as_dict() for d in self.distributions],
+            "distributions": distributions,
             "parameters": [p.as_dict() for p in self.parameters],
             "morphology": self.morphology.as_dict(),
             "morph_modifiers": self.morph_modifiers,
