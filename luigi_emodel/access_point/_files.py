@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ __all__ = [
     "dumps_json",
     "read_json",
 ]
+
+#: Most buffers one writev call takes.
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 #: Longest file or folder name most file systems accept.
 MAX_COMPONENT_BYTES = 255
@@ -57,13 +62,21 @@ def check_component(name: str, what: str) -> str:
     return name
 
 
-def read_json(path: Path, source: str) -> Any:
-    """Load a JSON file; a missing file or bad JSON raises a ConfigurationError naming it."""
+def read_json(path: Path, source: str, named_by: str | None = None) -> Any:
+    """Load a JSON file; a missing file or bad JSON raises a ConfigurationError naming it.
+
+    Args:
+        path: the file.
+        source: how the user knows the file (relative to the run root when inside it).
+        named_by: the file and field that gave this path (e.g. ``recipes.json: L5PC.params``),
+            added to the message of a missing file so the user knows what to correct.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise MissingFileError(f"{source}: file not found ({path})") from None
+        named = f", named by {named_by}" if named_by else ""
+        raise MissingFileError(f"{source}: file not found ({path}){named}") from None
     except IsADirectoryError:
         raise ConfigurationError(f"{source}: expected a JSON file, found a folder") from None
     except UnicodeDecodeError as error:
@@ -92,7 +105,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, min_mtime_ns: int | None = None) -> os.stat_result:
+def atomic_write_bytes(path: Path, data: bytes | Sequence[bytes], *,
+                       min_mtime_ns: int | None = None) -> os.stat_result:
     """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix.
 
     The data goes to a new temporary file in the same folder (created with ``O_EXCL`` and
@@ -102,7 +116,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, min_mtime_ns: int | None = No
 
     Args:
         path: destination.
-        data: the whole new content.
+        data: the whole new content, or its pieces in order (written with ``writev``, so
+            that a large file made of many pieces is never joined in memory).
         min_mtime_ns: if given, the new file's mtime is set to at least this value. The final
             store passes ``old mtime + 1`` so that every version has a distinct mtime even when
             two writes fall in one tick of the file system's clock (its stat cache relies on it).
@@ -121,10 +136,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, min_mtime_ns: int | None = No
         raise StorageError(f"{path}: cannot write: {error.strerror or error}") from None
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
             os.fsync(fd)
             if min_mtime_ns is not None:
                 now = max(time.time_ns(), min_mtime_ns)
@@ -145,6 +157,24 @@ def atomic_write_bytes(path: Path, data: bytes, *, min_mtime_ns: int | None = No
         raise
     _fsync_folder(folder)
     return stat
+
+
+def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
+    """Write every chunk, in order; a short write (e.g. a file size limit) is resumed, so its
+    cause surfaces as the OSError of the next call."""
+    pending = [chunk for chunk in chunks if chunk]
+    start = 0
+    while start < len(pending):
+        written = os.writev(fd, pending[start:start + _IOV_MAX])
+        if written == 0:  # a regular file never does this; do not loop forever if one does
+            raise OSError(errno.EIO, "write made no progress")
+        while written:
+            size = len(pending[start])
+            if written < size:
+                pending[start] = memoryview(pending[start])[written:]
+                break
+            written -= size
+            start += 1
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -42,8 +42,45 @@ logger = logging.getLogger(__name__)
 _StatKey = tuple[int, int, int]
 
 
-def _encode_entry(key: str, entry: Any) -> str:
-    return f"  {json.dumps(key)}: {json.dumps(entry)}"
+#: Between two entries' lines; never inside one (JSON text escapes its newlines).
+_SEPARATOR = b",\n"
+_DECODER = json.JSONDecoder()
+
+
+def _encode_entry(key: str, entry: Any) -> bytes:
+    return f"  {json.dumps(key)}: {json.dumps(entry)}".encode()
+
+
+def _parse_lines(raw: bytes) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+    """Parse a final.json in the one-entry-per-line layout, keeping each entry's line.
+
+    Every line is parsed on its own and must be exactly one ``"key": value`` pair; then the
+    file is provably those pairs, and a store may later reuse any line verbatim. A file that
+    only looks like the layout (a pair broken over lines that start like entries) fails the
+    check, and None sends it through the whole-file parse. Costs about one ``json.loads``.
+    """
+    if raw[:2] != b"{\n" or raw[-3:] != b"\n}\n":
+        return None
+    body = raw[2:-3]
+    data: dict[str, Any] = {}
+    lines: dict[str, bytes] = {}
+    decode = _DECODER.raw_decode
+    for line in body.split(_SEPARATOR) if body else ():
+        if line[:3] != b'  "' or b"\n" in line:
+            return None
+        try:
+            text = line.decode()
+            key, end = decode(text, 2)
+            if text[end:end + 2] != ": ":
+                return None
+            value, stop = decode(text, end + 2)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if stop != len(text) or key in data:
+            return None
+        data[key] = value
+        lines[key] = line
+    return data, lines
 
 
 class _Snapshot:
@@ -52,31 +89,18 @@ class _Snapshot:
     __slots__ = ("data", "key", "lines", "raw", "source")
 
     def __init__(self, key: _StatKey | None, data: dict[str, Any], raw: bytes | None,
-                 source: Path | None) -> None:
+                 source: Path | None, lines: dict[str, bytes] | None = None) -> None:
         self.key = key
         self.data = data
+        # Kept only for a corrupt file (with source None): marks the snapshot as recovered.
         self.raw = raw
         self.source = source
-        self.lines: dict[str, str] | None = None
+        self.lines = lines
 
-    def encoded_lines(self) -> dict[str, str]:
-        """Each entry's line of text, reusing the file's own text when it has our layout."""
+    def encoded_lines(self) -> dict[str, bytes]:
+        """Each entry's line: the file's own when it had the layout, else re-encoded."""
         if self.lines is None:
-            lines: dict[str, str] | None = None
-            if self.raw is not None and self.source is not None:
-                text = self.raw.decode()
-                split = text.rstrip("\n").split("\n")
-                if (
-                    len(split) == len(self.data) + 2
-                    and split[0] == "{"
-                    and split[-1] == "}"
-                ):
-                    body = [line[:-1] if line.endswith(",") else line for line in split[1:-1]]
-                    if all(line.startswith('  "') for line in body):
-                        lines = dict(zip(self.data, body))
-            if lines is None:
-                lines = {k: _encode_entry(k, v) for k, v in self.data.items()}
-            self.lines = lines
+            self.lines = {k: _encode_entry(k, v) for k, v in self.data.items()}
         return self.lines
 
 
@@ -149,6 +173,18 @@ class FinalStore:
         return copy.deepcopy(dict(self._current().data))
 
     def _current(self) -> _Snapshot:
+        if self.use_cache:
+            # The common case, a version already parsed, costs one stat (not open/fstat/close).
+            try:
+                stat = os.stat(self.path)
+            except FileNotFoundError:
+                return _EMPTY
+            except OSError:
+                pass  # reported by the open below
+            else:
+                snapshot = self._snapshot
+                if snapshot.key == (stat.st_mtime_ns, stat.st_size, stat.st_ino):
+                    return snapshot
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -176,6 +212,9 @@ class FinalStore:
         return snapshot
 
     def _parse(self, raw: bytes, key: _StatKey) -> _Snapshot:
+        parsed = _parse_lines(raw)
+        if parsed is not None:
+            return _Snapshot(key, parsed[0], None, self.path, parsed[1])
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -197,7 +236,7 @@ class FinalStore:
             snapshot.source = None
             return snapshot
         self._check_top_level(data, self.name)
-        return _Snapshot(key, data, raw, self.path)
+        return _Snapshot(key, data, None, self.path)
 
     def _recovery(self) -> dict[str, Any] | None:
         try:
@@ -221,20 +260,32 @@ class FinalStore:
         """Hold the write lock of final.json (re-entrant within one store object)."""
         if self._file_lock is None:
             self._file_lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
+        # Only taking the lock is translated here: an OSError of the caller's body is its own.
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._thread_lock, self._file_lock:
-                yield
+            self._thread_lock.acquire()
+            try:
+                self._file_lock.acquire()
+            except BaseException:
+                self._thread_lock.release()
+                raise
         except filelock.Timeout:
             raise StorageError(
                 f"{describe(self.lock_path, self.root)}: lock still held by another process "
                 f"after {self.lock_timeout:.0f} s"
             ) from None
-        except PermissionError as error:
+        except OSError as error:
+            # PermissionError, but also ELOOP (a symlink planted at the lock file: filelock
+            # opens it with O_NOFOLLOW) and EROFS.
             raise StorageError(
                 f"{describe(self.lock_path, self.root)}: cannot take the lock: "
                 f"{error.strerror or error}"
             ) from None
+        try:
+            yield
+        finally:
+            self._file_lock.release()
+            self._thread_lock.release()
 
     def update(self, change: Callable[[dict[str, Any]], set[str]]) -> None:
         """Apply ``change`` to the content under the lock and write the result atomically.
@@ -257,13 +308,19 @@ class FinalStore:
                     lines[key] = _encode_entry(key, data[key])
                 else:
                     lines.pop(key, None)
-            # Keep the order of `data` (insertion order: old entries, then new ones).
-            body = ",\n".join(lines[key] for key in data)
-            text = "{\n" + body + "\n}\n" if body else "{\n}\n"
+            # Keep the order of `data` (insertion order: old entries, then new ones). The
+            # lines go to the file as they are (writev): no copy of the whole text is built.
+            chunks = [b"{\n"]
+            for key in data:
+                chunks += (lines[key], _SEPARATOR)
+            if data:
+                chunks[-1] = b"\n}\n"
+            else:
+                chunks.append(b"}\n")
             old_mtime = snapshot.key[0] if snapshot.key else 0
-            stat = atomic_write_bytes(self.path, text.encode(), min_mtime_ns=old_mtime + 1)
-            new = _Snapshot((stat.st_mtime_ns, stat.st_size, stat.st_ino), data, None, self.path)
-            new.lines = lines
+            stat = atomic_write_bytes(self.path, chunks, min_mtime_ns=old_mtime + 1)
+            new = _Snapshot((stat.st_mtime_ns, stat.st_size, stat.st_ino), data, None, self.path,
+                            lines)
             with self._cache_lock:
                 self._snapshot = new
 

@@ -286,10 +286,20 @@ class LocalAccessPoint(DataAccessPoint):
             )
         return self.resolve_input(value)
 
+    def _recipe_field(self, recipe_entry: str) -> str:
+        """``recipes.json: <emodel>.<entry>``: where a recipe value comes from, for messages."""
+        return f"{self._describe(self._recipes_file)}: {self._recipe_name}.{recipe_entry}"
+
+    def _settings_field(self, key: str) -> str:
+        """Where a pipeline setting comes from (the recipe or its settings file), for messages."""
+        if isinstance(self._recipe().pipeline_settings, str):
+            return f"{self._describe(self.get_json_path('pipeline_settings'))}: {key}"
+        return self._recipe_field(f"pipeline_settings.{key}")
+
     def get_json(self, recipe_entry: str) -> Any:
         """The JSON content of the file named by ``recipe_entry`` of the recipe."""
         path = self.get_json_path(recipe_entry)
-        return read_json(path, self._describe(path))
+        return read_json(path, self._describe(path), self._recipe_field(recipe_entry))
 
     def load_pipeline_settings(self) -> PipelineSettings:
         """The pipeline settings of the recipe (inline or in a file), checked."""
@@ -298,7 +308,7 @@ class LocalAccessPoint(DataAccessPoint):
         if isinstance(settings, str):
             path = self.get_json_path("pipeline_settings")
             source, prefix = self._describe(path), ""
-            settings = read_json(path, source)
+            settings = read_json(path, source, self._recipe_field("pipeline_settings"))
         else:
             source = self._describe(self._recipes_file)
             prefix = f"{self._recipe_name}.pipeline_settings"
@@ -444,7 +454,7 @@ class LocalAccessPoint(DataAccessPoint):
         recipe = self._recipe()
         path = self.get_json_path(recipe.params_key)
         source = self._describe(path)
-        data = read_json(path, source)
+        data = read_json(path, source, self._recipe_field(recipe.params_key))
         if not isinstance(data, dict):
             raise ConfigurationError(f"{source}: expected an object with 'mechanisms' and "
                                      f"'parameters'")
@@ -529,12 +539,13 @@ class LocalAccessPoint(DataAccessPoint):
         settings = self.pipeline_settings
         path = self.get_json_path("features")
         source = self._describe(path)
-        data = read_json(path, source)
+        data = read_json(path, source, self._recipe_field("features"))
         if not isinstance(data, dict):
             raise ConfigurationError(f"{source}: expected an object")
         if "efeatures" not in data and "protocols" not in data:
             protocols_path = self.get_json_path("protocol")
-            protocols = read_json(protocols_path, self._describe(protocols_path))
+            protocols = read_json(protocols_path, self._describe(protocols_path),
+                                  self._recipe_field("protocol"))
             if not isinstance(protocols, dict):
                 raise ConfigurationError(
                     f"{self._describe(protocols_path)}: expected an object keyed by protocol"
@@ -606,8 +617,8 @@ class LocalAccessPoint(DataAccessPoint):
     def get_targets_configuration(self) -> TargetsConfiguration:
         """The targets configuration at ``path_extract_config`` (``auto_targets`` included)."""
         path = self._targets_path()
-        return parse_model(TargetsConfiguration, read_json(path, self._describe(path)),
-                           self._describe(path))
+        data = read_json(path, self._describe(path), self._settings_field("path_extract_config"))
+        return parse_model(TargetsConfiguration, data, self._describe(path))
 
     def store_targets_configuration(self, configuration: TargetsConfiguration) -> Path:
         """Write the targets configuration at ``path_extract_config`` (run-root relative)."""
@@ -767,7 +778,8 @@ class LocalAccessPoint(DataAccessPoint):
         if entry is None:
             return False
         if not isinstance(entry, dict):
-            raise StorageError(f"{self.final_store.name}: {key}: expected an entry object")
+            raise StorageError(f"{self.final_store.name}: {key}: expected an entry object, "
+                               f"found {type(entry).__name__}")
         return entry.get("validated") is not None
 
     def is_validated(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import pydantic
@@ -12,6 +13,10 @@ from luigi_emodel.exceptions import ConfigurationError
 __all__ = ["StrictModel", "format_location", "parse_model", "validation_error"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# A model-level check of a nested model names the field it is about: "filepath: needed".
+_FIELD = r"[A-Za-z_]\w*(?:\[\d+\])*"
+_FIELD_MESSAGE = re.compile(rf"({_FIELD}(?:\.{_FIELD})*): (.+)")
 
 
 class StrictModel(BaseModel):
@@ -57,6 +62,10 @@ def validation_error(
                 field, _, text = line.partition(": ")
                 lines.setdefault(field, text)
             continue
+        match = _FIELD_MESSAGE.fullmatch(message)
+        if path != "(top level)" and match:
+            # Join the nested check's field to the path: files[0].filepath, not files[0].
+            path, message = f"{path}.{match.group(1)}", match.group(2)
         # Keep the first (most specific) message per field.
         lines.setdefault(path, message)
     if prefix:

@@ -23,6 +23,11 @@ MAX_VALUE_LENGTH = 200
 _AS_STRING_KEYS = ("emodel", "etype", "ttype", "mtype", "species", "brain_region", "iteration")
 
 
+def _too_long(value: str, limit: int) -> str:
+    # Echoing a name of thousands of characters would bury the message: show its start.
+    return f"{value[:20]!r}... is {len(value)} characters long; at most {limit} are allowed"
+
+
 def none_if_none_string(value: Any) -> Any:
     """Luigi spells a missing parameter as the string ``"None"``; read it as None."""
     if value == "None" or value == "":
@@ -68,7 +73,9 @@ class EModelMetadata(StrictModel):
     @field_validator("emodel")
     @classmethod
     def _neuron_name(cls, value: str) -> str:
-        if len(value) > MAX_NAME_LENGTH or not NEURON_NAME.fullmatch(value):
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(_too_long(value, MAX_NAME_LENGTH))
+        if not NEURON_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a valid NEURON template name: expected a letter followed "
                 f"by letters, digits or '_' (at most {MAX_NAME_LENGTH} characters)"
@@ -80,7 +87,9 @@ class EModelMetadata(StrictModel):
     def _safe_tag(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if len(value) > MAX_NAME_LENGTH or not SAFE_TAG.fullmatch(value) or value in {".", ".."}:
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(_too_long(value, MAX_NAME_LENGTH))
+        if not SAFE_TAG.fullmatch(value) or value in {".", ".."}:
             raise ValueError(
                 f"{value!r} is not a valid iteration tag: expected letters, digits, '_', '.', "
                 f"'+' or '-', not starting with '.' (at most {MAX_NAME_LENGTH} characters)"
@@ -93,9 +102,11 @@ class EModelMetadata(StrictModel):
     def _plain_value(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if "\x00" in value or "\n" in value or len(value) > MAX_VALUE_LENGTH:
+        if len(value) > MAX_VALUE_LENGTH:
+            raise ValueError(_too_long(value, MAX_VALUE_LENGTH))
+        if "\x00" in value or "\n" in value:
             raise ValueError(
-                f"expected a single line of at most {MAX_VALUE_LENGTH} characters without NUL"
+                f"{value[:40]!r} contains a NUL or a line break: expected a single line of text"
             )
         return value.replace("__", " ")
 

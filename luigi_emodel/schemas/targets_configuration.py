@@ -48,7 +48,8 @@ class TargetConfig(StrictModel):
     tolerance: float = Field(ge=0)
     efeature_name: str | None = None
     weight: float = 1.0
-    efel_settings: dict[str, Any] = Field(default_factory=dict)
+    # Absent or null: the reference's default, which overrides the pipeline's efel_settings.
+    efel_settings: dict[str, Any] = Field(default_factory=lambda: {"strict_stiminterval": True})
 
     @model_validator(mode="before")
     @classmethod

@@ -140,7 +140,16 @@ class _Runtime:
         self._timed_out = False
         # Called after every integration step: cheap, and does not disturb CVODE the way
         # periodic events would.
-        self.h.cvode.extra_scatter_gather(0, self._check_deadline)
+        self._step_callback = self._check_deadline
+        self.h.cvode.extra_scatter_gather(0, self._step_callback)
+
+    def close(self) -> None:
+        """Take this cell out of NEURON, so that the next cell is simulated alone."""
+        # The step callback holds this runtime, which holds the cell's sections: unless both
+        # go, the old sections stay in every later simulation and change CVODE's steps.
+        self.h.cvode.extra_scatter_gather_remove(self._step_callback)
+        self.cell.destroy(sim=self.sim)
+        self.icell = self.soma = None
 
     def _check_deadline(self) -> None:
         self._steps += 1
@@ -239,8 +248,9 @@ class _EFeatureCalculator:
         self._apply(settings)
         try:
             with warnings.catch_warnings():
-                # eFEL's Python features average empty arrays when a trace has no spike.
-                warnings.simplefilter("ignore", RuntimeWarning)
+                # eFEL warns when averaging the empty arrays of a trace without spikes, and
+                # deprecates reference feature names (Spikecount) that projects still use.
+                warnings.simplefilter("ignore")
                 return self.efel.get_feature_values([trace], names, raise_warnings=False)[0]
         except Exception as error:  # eFEL raises plain exceptions for unknown features etc.
             known = set(self.efel.get_feature_names())
@@ -361,7 +371,7 @@ class EModelEvaluator:
         if runtime is None:
             # One cell per process: drop runtimes of other setups (e.g. a previous test).
             for old in _RUNTIMES.values():
-                old.cell.destroy(sim=old.sim)
+                old.close()
             _RUNTIMES.clear()
             runtime = _Runtime(self.setup)
             _RUNTIMES[key] = runtime

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,10 +179,25 @@ def run_optimisation(
     logger.info("optimising %s seed %s (%s, %s generations%s)",
                 access_point.emodel_metadata.emodel, seed, settings.optimiser,
                 settings.max_ngen, ", resumed" if resume else "")
-    optimiser.run(
-        max_ngen=settings.max_ngen, cp_filename=str(staging), cp_frequency=1,
-        continue_cp=resume, terminator=terminator,
-    )
+    with warnings.catch_warnings():
+        # BluePyOpt's CMA stagnation criterion takes medians of still-empty histories in the
+        # first generations.
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        population, halloffame, logbook, history = optimiser.run(
+            max_ngen=settings.max_ngen, cp_filename=str(staging), cp_frequency=1,
+            continue_cp=resume, terminator=terminator,
+        )
+    if not staging.is_file() and not checkpoint.is_file() and not cma:
+        # IBEA with max_ngen 1 evaluates the first population only, and BluePyOpt writes
+        # checkpoints only after later generations: write the one it would have written.
+        import random
+
+        atomic_write_bytes(staging, pickle.dumps({
+            "population": population, "generation": 1, "parents": population,
+            "halloffame": halloffame, "history": history, "logbook": logbook,
+            "rndstate": random.getstate(), "param_names": list(evaluator.param_names),
+        }))
     commit()  # the last generation: BluePyOpt does not ask the terminator after it
     # BluePyOpt leaves its own temporary copy beside the staging file.
     Path(str(staging) + ".tmp").unlink(missing_ok=True)
