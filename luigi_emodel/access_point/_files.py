@@ -162,10 +162,14 @@ def atomic_write_bytes(path: Path, data: bytes | Sequence[bytes], *,
 def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
     """Write every chunk, in order; a short write (e.g. a file size limit) is resumed, so its
     cause surfaces as the OSError of the next call."""
-    pending = [chunk for chunk in chunks if chunk]
+    pending = list(chunks)
     start = 0
     while start < len(pending):
-        written = os.writev(fd, pending[start:start + _IOV_MAX])
+        batch = pending[start:start + _IOV_MAX]
+        written = os.writev(fd, batch)
+        if written == sum(map(len, batch)):
+            start += len(batch)
+            continue
         if written == 0:  # a regular file never does this; do not loop forever if one does
             raise OSError(errno.EIO, "write made no progress")
         while written:

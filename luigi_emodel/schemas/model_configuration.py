@@ -101,6 +101,9 @@ class DistributionConfig(StrictModel):
             data = dict(data)
             if "fun" in data and "function" not in data:
                 data["function"] = data.pop("fun")
+            # Legacy files annotate a distribution as they annotate the parameters.
+            if "__comment" in data and "comment" not in data:
+                data["comment"] = data.pop("__comment")
             misplaced = data.get("morphology_dependent_parameters")
             if isinstance(misplaced, (int, float)) and not isinstance(misplaced, bool):
                 # The reference reads soma_ref_location into this (unused) field and writes

@@ -64,6 +64,13 @@ HOLDING_DURATION = 500.0
 RIN_DELAY, RIN_DURATION, RIN_TOTAL, RIN_AMP = 500.0, 500.0, 1000.0, -0.02
 THRESHOLD_DELAY, THRESHOLD_DURATION, THRESHOLD_TOTAL = 500.0, 2000.0, 3000.0
 HOLDING_VOLTAGE_PRECISION = 0.1  # mV
+# Pre-protocol features whose value is an entry of threshold_data.
+_FROM_THRESHOLD_DATA = {
+    ("RMPProtocol", "steady_state_voltage_stimend"): "bpo_rmp",
+    ("SearchHoldingCurrent", "bpo_holding_current"): "bpo_holding_current",
+    ("RinProtocol", "ohmic_input_resistance_vb_ssse"): "bpo_rin",
+    ("SearchThresholdCurrent", "bpo_threshold_current"): "bpo_threshold_current",
+}
 # Keys a step stimulus may carry; anything else describes an eCode we do not simulate.
 _STEP_KEYS = {"delay", "amp", "duration", "totduration", "holding_current", "thresh_perc"}
 
@@ -111,6 +118,8 @@ class _Runtime:
         from luigi_emodel.science.cell_model import build_cell_model
         from luigi_emodel.science.mechanisms import load_mechanisms
 
+        # Held so that id(setup), the key of _RUNTIMES, cannot be reused by another setup.
+        self.setup = setup
         load_mechanisms(Path(setup.mechanisms_dir) if setup.mechanisms_dir else None)
         dt = setup.settings.neuron_dt
         self.cvode = dt is None
@@ -181,22 +190,22 @@ class _Runtime:
             ) from None
         return section(recording.comp_x if recording.comp_x is not None else 0.5)
 
+    def _clamp(self, delay: float, duration: float, amp: float) -> Any:
+        clamp = self.h.IClamp(self.soma(0.5))
+        clamp.delay, clamp.dur, clamp.amp = delay, duration, amp
+        return clamp
+
+    def _recorder(self, reference: Any) -> Any:
+        vector = self.h.Vector()
+        vector.record(reference)
+        return vector
+
     def run(self, tstop: float, steps: list[tuple[float, float, float]],
             segments: list[Any], deadline: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Simulate ``tstop`` ms with current steps (delay, duration, amp) at the soma."""
         h = self.h
-        clamps = []
-        for delay, duration, amp in steps:
-            clamp = h.IClamp(self.soma(0.5))
-            clamp.delay, clamp.dur, clamp.amp = delay, duration, amp
-            clamps.append(clamp)
-        t_vec = h.Vector()
-        t_vec.record(h._ref_t)
-        v_vecs = []
-        for seg in segments:
-            vec = h.Vector()
-            vec.record(seg._ref_v)
-            v_vecs.append(vec)
+        clamps = [self._clamp(*step) for step in steps]
+        recorders = [self._recorder(h._ref_t)] + [self._recorder(seg._ref_v) for seg in segments]
         h.cvode_active(1 if self.cvode else 0)
         h.dt = self.dt
         if not self.cvode:
@@ -206,12 +215,18 @@ class _Runtime:
         try:
             h.stdinit()
             h.continuerun(tstop)
+            arrays = [np.array(vector) for vector in recorders]
         finally:
             self._deadline = math.inf
+            # A failed run's traceback keeps this frame alive for as long as anything holds
+            # the exception (a logging handler that stores records is enough): drop the
+            # clamps and recorders here, or they would inject current into, and record from,
+            # every later simulation.
+            clamps.clear()
+            recorders.clear()
         if self._timed_out:
             raise SimulationTimeout()
-        t = np.array(t_vec)
-        return [(t, np.array(v)) for v in v_vecs]
+        return [(arrays[0], v) for v in arrays[1:]]
 
 
 _RUNTIMES: dict[int, _Runtime] = {}
@@ -225,23 +240,20 @@ class _EFeatureCalculator:
 
         self.efel = efel
         self.defaults = {k: v for k, v in vars(efel.Settings()).items()}
-        self.applied: dict[str, Any] = {}
 
     def _apply(self, settings: dict[str, Any]) -> None:
-        for key in list(self.applied):
-            if key not in settings:
-                if key in self.defaults:
-                    self.efel.set_setting(key, self.defaults[key])
-                del self.applied[key]
-        for key, value in settings.items():
-            if self.applied.get(key, object()) != value:
-                try:
-                    self.efel.set_setting(key, value)
-                except (TypeError, ValueError, AttributeError) as error:
-                    raise ConfigurationError(
-                        f"efel_settings: {key}={value!r} is not an eFEL setting: {error}"
-                    ) from None
-                self.applied[key] = value
+        # Compared with eFEL's live settings, not with what this object set last: other code
+        # in the process (BluePyOpt's eFELFeature, BluePyEfe) resets or changes them.
+        current = vars(self.efel.get_settings())
+        for key, value in {**self.defaults, **settings}.items():
+            if key in current and current[key] == value:
+                continue
+            try:
+                self.efel.set_setting(key, value)
+            except (TypeError, ValueError, AttributeError) as error:
+                raise ConfigurationError(
+                    f"efel_settings: {key}={value!r} is not an eFEL setting: {error}"
+                ) from None
 
     def compute(self, trace: dict[str, Any], names: list[str],
                 settings: dict[str, Any]) -> dict[str, Any]:
@@ -399,6 +411,9 @@ class EModelEvaluator:
             runtime.set_parameters({k: param_dict[k] for k in self.param_names})
             if self.threshold_based and not threshold_data:
                 data = self._pre_protocols(runtime, deadline, features, traces, keep_traces)
+            elif self.threshold_based:
+                self._reuse_threshold_data(runtime, data, deadline, features, traces,
+                                           keep_traces)
             for protocol in self.protocols:
                 self._run_protocol(runtime, protocol, data, deadline, features, traces,
                                    keep_traces)
@@ -514,7 +529,8 @@ class EModelEvaluator:
                                   keep)
         rmp_values = self._compute(
             "RMPProtocol", "soma.v", t, v, 0.0, RMP_DURATION, 0.0, features,
-            extra=[("steady_state_voltage_stimend", {}), ("Spikecount", {})])
+            extra=[("steady_state_voltage_stimend", self._own_settings(
+                "RMPProtocol", "steady_state_voltage_stimend")), ("Spikecount", {})])
         rmp = _mean_value(rmp_values.get("_steady_state_voltage_stimend"))
         spikes = _mean_value(rmp_values.get("_Spikecount")) or 0
         if rmp is None or spikes > 0:
@@ -532,13 +548,7 @@ class EModelEvaluator:
         if feature is not None:
             features[feature.name] = holding
         # Input resistance: a small hyperpolarising step on top of the holding current.
-        steps = [(RIN_DELAY, RIN_DURATION, RIN_AMP)] + ([(0.0, RIN_TOTAL, holding)]
-                                                        if holding else [])
-        t, v = self._soma_voltage(runtime, RIN_TOTAL, steps, deadline, "RinProtocol", traces,
-                                  keep)
-        rin_values = self._compute(
-            "RinProtocol", "soma.v", t, v, RIN_DELAY, RIN_DELAY + RIN_DURATION, RIN_AMP,
-            features, extra=[("ohmic_input_resistance_vb_ssse", {})])
+        rin_values = self._rin_protocol(runtime, holding, deadline, features, traces, keep)
         rin = _mean_value(rin_values.get("_ohmic_input_resistance_vb_ssse"))
         if rin is None or rin <= 0:
             raise _PreProtocolFailed("RinProtocol: no input resistance")
@@ -555,6 +565,50 @@ class EModelEvaluator:
         if feature is not None:
             features[feature.name] = threshold
         return data
+
+    def _own_settings(self, protocol: str, efel_name: str) -> dict[str, Any]:
+        """The eFEL settings of a pre-protocol's feature, so that a threshold value (bpo_rmp,
+        bpo_rin) is computed exactly as the feature that reports it."""
+        feature = self._pre_value(protocol, efel_name)
+        return dict(feature.efel_settings) if feature is not None else {}
+
+    def _rin_protocol(self, runtime: _Runtime, holding: float, deadline: float,
+                      features: dict[str, Any], traces: dict[str, Any], keep: bool
+                      ) -> dict[str, Any]:
+        steps = [(RIN_DELAY, RIN_DURATION, RIN_AMP)] + ([(0.0, RIN_TOTAL, holding)]
+                                                        if holding else [])
+        t, v = self._soma_voltage(runtime, RIN_TOTAL, steps, deadline, "RinProtocol", traces,
+                                  keep)
+        return self._compute(
+            "RinProtocol", "soma.v", t, v, RIN_DELAY, RIN_DELAY + RIN_DURATION, RIN_AMP,
+            features, extra=[("ohmic_input_resistance_vb_ssse", self._own_settings(
+                "RinProtocol", "ohmic_input_resistance_vb_ssse"))])
+
+    def _reuse_threshold_data(self, runtime: _Runtime, data: dict[str, float | None],
+                              deadline: float, features: dict[str, Any],
+                              traces: dict[str, Any], keep: bool) -> None:
+        """Pre-protocol features from earlier threshold data, without the two searches.
+
+        A feature the data holds takes its value; a simulation runs only for a feature the
+        data cannot give: the voltage reached at the holding current, or another feature of
+        the RMP or Rin protocol.
+        """
+        holding = data.get("bpo_holding_current") or 0.0
+        others = {f.protocol_name for f in self.efeatures if f.protocol_name in PRE_PROTOCOLS
+                  and (f.protocol_name, f.efel_feature_name) not in _FROM_THRESHOLD_DATA}
+        if "RMPProtocol" in others:
+            t, v = self._soma_voltage(runtime, RMP_DURATION, [], deadline, "RMPProtocol",
+                                      traces, keep)
+            self._compute("RMPProtocol", "soma.v", t, v, 0.0, RMP_DURATION, 0.0, features)
+        if "SearchHoldingCurrent" in others and data.get("bpo_holding_current") is not None:
+            voltage, _ = self._holding_voltage(runtime, holding, deadline)
+            self._record_holding_voltage(features, voltage)
+        if "RinProtocol" in others:
+            self._rin_protocol(runtime, holding, deadline, features, traces, keep)
+        for feature in self.efeatures:
+            key = _FROM_THRESHOLD_DATA.get((feature.protocol_name, feature.efel_feature_name))
+            if key is not None:
+                features[feature.name] = data.get(key)
 
     def _holding_voltage(self, runtime: _Runtime, current: float, deadline: float
                          ) -> tuple[float | None, bool]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,18 @@ import filelock
 from luigi_emodel.access_point.local import LocalAccessPoint
 from luigi_emodel.exceptions import MechanismError
 
-__all__ = ["compile_mechanisms", "compiled_mechanisms_dir", "load_mechanisms", "mechanisms_hash"]
+__all__ = [
+    "compile_mechanisms",
+    "compiled_mechanisms_dir",
+    "load_mechanisms",
+    "mechanisms_hash",
+    "mechanisms_up_to_date",
+]
 
 logger = logging.getLogger(__name__)
 
 _LIBRARY_NAMES = ("libnrnmech.so", "libnrnmech.dylib", "nrnmech.dll")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # nrnivmodl colours its progress lines
 _loaded: dict[str, Path] = {}  # hash -> folder loaded in this process
 _load_lock = threading.Lock()
 
@@ -107,17 +115,39 @@ def compile_mechanisms(access_point: LocalAccessPoint) -> Path | None:
             [_nrnivmodl(), "mod"], cwd=staging, capture_output=True, text=True, check=False
         )
         if result.returncode != 0 or _find_library(staging) is None:
-            output = (result.stdout + result.stderr).strip()
-            culprits = sorted({p.name for p in mod_files if p.stem in output})
+            output = _ANSI_ESCAPE.sub("", result.stdout + result.stderr).strip()
             shutil.rmtree(staging, ignore_errors=True)
-            where = f" in {', '.join(culprits)}" if culprits else ""
-            raise MechanismError(
-                f"mechanisms/: nrnivmodl failed{where} (exit {result.returncode}):\n"
-                + "\n".join(output.splitlines()[-40:])
-            )
+            raise _compile_error(mod_files, output, result.returncode)
         shutil.rmtree(build_dir, ignore_errors=True)
         os.replace(staging, build_dir)
     return build_dir
+
+
+def _compile_error(mod_files: list[Path], output: str, returncode: int) -> MechanismError:
+    """The error of a failed build: names the .mod files the errors are about, shows them."""
+    lines = output.splitlines()
+    # nrnivmodl prints every file's name while translating and compiling, so only lines that
+    # report an error say which file is at fault: nocmodl's "... in file X.mod", the C++
+    # compiler's "x86_64/X.cpp:12:5: error: ..." and make's "[...: X.o] Error 1".
+    error_lines = [line for line in lines if "error" in line.lower()]
+    culprits = [
+        path.name for path in mod_files
+        if any(re.search(rf"\b{re.escape(path.stem)}\.(mod|cpp|c|o)\b", line)
+               for line in error_lines)
+    ]
+    where = ", ".join(f"mechanisms/{name}" for name in culprits) or "mechanisms/"
+    # The compiler's own diagnostics first (they may be far from the end of a long output),
+    # then the tail of the output for context.
+    # (Not nrnivmodl's own NOTE on errors, nor the Python traceback of its wrapper.)
+    diagnostics = [line for line in lines if re.search(r"error|illegal|undefined", line, re.I)
+                   and not line.startswith(("NOTE:", "Traceback", "subprocess.", "  File "))
+                   and "CalledProcessError" not in line]
+    return MechanismError(
+        f"{where}: nrnivmodl failed (exit {returncode}):\n"
+        + "\n".join(diagnostics[:20])
+        + "\n--- nrnivmodl output (end) ---\n"
+        + "\n".join(lines[-40:])
+    )
 
 
 def load_mechanisms(build_dir: Path | None) -> None:
@@ -146,3 +176,8 @@ def load_mechanisms(build_dir: Path | None) -> None:
         if not h.nrn_load_dll(str(library)):
             raise MechanismError(f"{library}: NEURON could not load the compiled mechanisms")
         _loaded[key] = build_dir
+
+
+def mechanisms_up_to_date(access_point: LocalAccessPoint) -> bool:
+    """True when the run root has no .mod files or their current version is compiled."""
+    return not _mod_files(access_point) or compiled_mechanisms_dir(access_point) is not None

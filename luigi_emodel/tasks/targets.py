@@ -1,0 +1,149 @@
+"""Luigi targets: each ``exists()`` is one question to the access point.
+
+Targets share one access point per process per metadata (:func:`access_point_for`), so a
+"nothing to do" pass over thousands of targets parses final.json once, not once per target.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import luigi
+
+from luigi_emodel.access_point import LocalAccessPoint, OptimisationState
+from luigi_emodel.tasks.config import EmodelAPIConfig
+
+__all__ = [
+    "METADATA_FIELDS",
+    "BestModelTarget",
+    "FitnessConfigurationTarget",
+    "HocTarget",
+    "MechanismsTarget",
+    "OptimisationTarget",
+    "SonataTarget",
+    "ValidatedModelsTarget",
+    "ValidationTarget",
+    "access_point_for",
+]
+
+METADATA_FIELDS = ("emodel", "etype", "ttype", "mtype", "species", "brain_region",
+                   "iteration_tag")
+
+_ACCESS_POINTS: dict[tuple[Any, ...], LocalAccessPoint] = {}
+_LOCK = threading.Lock()
+
+
+def access_point_for(**metadata: Any) -> LocalAccessPoint:
+    """The process's access point for this metadata and the current ``[EmodelAPIConfig]``."""
+    config = EmodelAPIConfig()
+    key = tuple(metadata.get(f) for f in METADATA_FIELDS) + (
+        config.emodel_dir, config.recipes_path, config.final_path,
+        config.legacy_dir_structure, config.with_seeds,
+    )
+    with _LOCK:
+        access_point = _ACCESS_POINTS.get(key)
+        if access_point is None:
+            access_point = LocalAccessPoint(
+                emodel=metadata["emodel"],
+                emodel_dir=config.emodel_dir,
+                etype=metadata.get("etype"),
+                ttype=metadata.get("ttype"),
+                mtype=metadata.get("mtype"),
+                species=metadata.get("species"),
+                brain_region=metadata.get("brain_region"),
+                iteration_tag=metadata.get("iteration_tag"),
+                final_path=config.final_path,
+                recipes_path=config.recipes_path,
+                legacy_dir_structure=config.legacy_dir_structure,
+                with_seeds=config.with_seeds,
+            )
+            _ACCESS_POINTS[key] = access_point
+        return access_point
+
+
+def forget_access_points() -> None:
+    """Drop the cached access points (after the configuration changed, e.g. in tests)."""
+    with _LOCK:
+        _ACCESS_POINTS.clear()
+
+
+class _AccessPointTarget(luigi.Target):
+    """A target answered by the access point of its metadata."""
+
+    def __init__(self, **metadata: Any) -> None:
+        self.metadata = {f: metadata.get(f) for f in METADATA_FIELDS}
+
+    @property
+    def access_point(self) -> LocalAccessPoint:
+        return access_point_for(**self.metadata)
+
+
+class _SeedTarget(_AccessPointTarget):
+    def __init__(self, seed: int, **metadata: Any) -> None:
+        super().__init__(**metadata)
+        self.seed = int(seed)
+
+
+class BestModelTarget(_SeedTarget):
+    """The best model of ``seed`` is in final.json (``has_best_model``)."""
+
+    def exists(self) -> bool:
+        return self.access_point.has_best_model(self.seed)
+
+
+class ValidationTarget(_SeedTarget):
+    """The model of ``seed`` has a validation verdict (``is_checked_by_validation``)."""
+
+    def exists(self) -> bool:
+        return self.access_point.is_checked_by_validation(self.seed)
+
+
+class SonataTarget(_SeedTarget):
+    """The model of ``seed`` is exported in SONATA form (``sonata_exists``)."""
+
+    def exists(self) -> bool:
+        return self.access_point.sonata_exists(self.seed)
+
+
+class HocTarget(_SeedTarget):
+    """The model of ``seed`` is exported as hoc (``hoc_exists``)."""
+
+    def exists(self) -> bool:
+        return self.access_point.hoc_exists(self.seed)
+
+
+class OptimisationTarget(_SeedTarget):
+    """The optimisation of ``seed`` reached its stop criterion (a checkpoint alone is not
+    enough)."""
+
+    def exists(self) -> bool:
+        return self.access_point.optimisation_state(self.seed) is OptimisationState.COMPLETED
+
+
+class FitnessConfigurationTarget(_AccessPointTarget):
+    """The e-features and protocols exist (``has_fitness_calculator_configuration``)."""
+
+    def exists(self) -> bool:
+        return self.access_point.has_fitness_calculator_configuration()
+
+
+class MechanismsTarget(_AccessPointTarget):
+    """The run root's current .mod files are compiled (or there are none)."""
+
+    def exists(self) -> bool:
+        from luigi_emodel.science.mechanisms import mechanisms_up_to_date
+
+        return mechanisms_up_to_date(self.access_point)
+
+
+class ValidatedModelsTarget(_AccessPointTarget):
+    """At least ``n_model`` models passed validation (``is_validated``) and every validated
+    model is exported in SONATA form."""
+
+    def exists(self) -> bool:
+        access_point = self.access_point
+        if not access_point.is_validated():
+            return False
+        return all(access_point.sonata_exists(m.seed)
+                   for m in access_point.select_models(only_validated=True, only_best=False))
