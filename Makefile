@@ -24,3 +24,14 @@ $(REFERENCE_VENV)/.installed:
 
 test: install reference
 	LUIGI_EMODEL_REFERENCE_PYTHON=$(REFERENCE_VENV)/bin/python $(VENV)/bin/python -m pytest
+
+# The bundled example: simulate its recordings (once), then extract, optimise, validate and
+# export with luigi, draw the figures and print the status table.
+EXAMPLE_DIR = configs/example
+BIN = $(abspath $(VENV))/bin
+
+.PHONY: example
+example: install
+	$(BIN)/python $(EXAMPLE_DIR)/scripts/make_recordings.py
+	cd $(EXAMPLE_DIR) && $(BIN)/luigi --module luigi_emodel.tasks EModelCreation --emodel example --local-scheduler
+	$(BIN)/luigi-emodel status --emodel-dir $(EXAMPLE_DIR)

@@ -33,6 +33,11 @@ class EmodelAPIConfig(luigi.Config):
     with_seeds = luigi.BoolParameter(
         default=False, description="Emodel names like cADpyr_L5TPC_3 use recipe cADpyr_L5TPC."
     )
+    settings_override = luigi.DictParameter(
+        default={}, description="Pipeline settings that replace the recipe's for this run, "
+                                "e.g. {\"max_ngen\": 2} for a quick trial (checked like the "
+                                "recipe's)."
+    )
 
 
 class EvaluationBackendConfig(luigi.Config):

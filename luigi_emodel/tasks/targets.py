@@ -6,12 +6,17 @@ Targets share one access point per process per metadata (:func:`access_point_for
 
 from __future__ import annotations
 
+import configparser
+import json
 import threading
 from typing import Any
 
 import luigi
+import luigi.configuration
+from luigi.cmdline_parser import CmdlineParser
 
 from luigi_emodel.access_point import LocalAccessPoint, OptimisationState
+from luigi_emodel.schemas import PipelineSettings, parse_model
 from luigi_emodel.tasks.config import EmodelAPIConfig
 
 __all__ = [
@@ -34,13 +39,53 @@ _ACCESS_POINTS: dict[tuple[Any, ...], LocalAccessPoint] = {}
 _LOCK = threading.Lock()
 
 
+#: (config parser, command line, raw [EmodelAPIConfig] items, key, EmodelAPIConfig()).
+_API_CONFIG: tuple[Any, ...] | None = None
+
+
+def _raw_section(parser: Any) -> tuple[tuple[str, str], ...] | None:
+    """The raw items of ``[EmodelAPIConfig]``; None when they cannot tell whether the values
+    changed (a TOML parser, or ``${VAR}`` values that depend on the environment)."""
+    if not isinstance(parser, configparser.RawConfigParser):
+        return None
+    try:
+        items = tuple(parser.items(EmodelAPIConfig.get_task_family(), raw=True))
+    except configparser.NoSectionError:
+        return ()
+    if any("$" in str(value) for _, value in items):
+        return None
+    return items
+
+
+def _api_config() -> tuple[EmodelAPIConfig, tuple[Any, ...]]:
+    """``EmodelAPIConfig()`` and the part of the access-point key it decides.
+
+    Instantiating a luigi Config reads every parameter through the command line and the
+    config parser (about 0.5 ms), and a nothing-to-do pass asks once per target: the result
+    is reused while the parser, the command line and the raw section are the same objects
+    and values (a reloaded or edited configuration, or another ``luigi.run``, reads again).
+    """
+    global _API_CONFIG
+    parser = luigi.configuration.get_config()
+    # luigi's own parameters read --EmodelAPIConfig-* options from this instance.
+    cmdline = CmdlineParser.get_instance()
+    section = _raw_section(parser)
+    cached = _API_CONFIG
+    if (section is not None and cached is not None and cached[0] is parser
+            and cached[1] is cmdline and cached[2] == section):
+        return cached[4], cached[3]
+    config = EmodelAPIConfig()
+    override = json.dumps(dict(config.settings_override), sort_keys=True, default=str)
+    key = (config.emodel_dir, config.recipes_path, config.final_path,
+           config.legacy_dir_structure, config.with_seeds, override)
+    _API_CONFIG = None if section is None else (parser, cmdline, section, key, config)
+    return config, key
+
+
 def access_point_for(**metadata: Any) -> LocalAccessPoint:
     """The process's access point for this metadata and the current ``[EmodelAPIConfig]``."""
-    config = EmodelAPIConfig()
-    key = tuple(metadata.get(f) for f in METADATA_FIELDS) + (
-        config.emodel_dir, config.recipes_path, config.final_path,
-        config.legacy_dir_structure, config.with_seeds,
-    )
+    config, config_key = _api_config()
+    key = tuple(metadata.get(f) for f in METADATA_FIELDS) + config_key
     with _LOCK:
         access_point = _ACCESS_POINTS.get(key)
         if access_point is None:
@@ -58,14 +103,29 @@ def access_point_for(**metadata: Any) -> LocalAccessPoint:
                 legacy_dir_structure=config.legacy_dir_structure,
                 with_seeds=config.with_seeds,
             )
+            if config.settings_override:
+                access_point.pipeline_settings = parse_model(
+                    PipelineSettings,
+                    {**access_point.pipeline_settings.as_dict(),
+                     **_plain(config.settings_override)},
+                    "luigi configuration", prefix="EmodelAPIConfig.settings_override",
+                )
             _ACCESS_POINTS[key] = access_point
         return access_point
 
 
+def _plain(value: Any) -> Any:
+    """Luigi's frozen dicts and tuples as plain JSON values."""
+    return json.loads(json.dumps(value, default=lambda v: dict(v) if hasattr(v, "items")
+                                 else list(v)))
+
+
 def forget_access_points() -> None:
     """Drop the cached access points (after the configuration changed, e.g. in tests)."""
+    global _API_CONFIG
     with _LOCK:
         _ACCESS_POINTS.clear()
+        _API_CONFIG = None
 
 
 class _AccessPointTarget(luigi.Target):

@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Luigi configures this logger for the console: progress lines shown to the user go there.
+console = logging.getLogger("luigi-interface")
 
 #: Set by SIGTERM or SIGUSR1: running optimisations stop at their next generation boundary.
 stop_event = threading.Event()
@@ -174,7 +176,7 @@ class Optimise(EModelTask):
     def _progress(self, generation: int, max_ngen: int, best: float | None) -> None:
         score = "n/a" if best is None else f"{best:.4g}"
         message = f"seed {self.seed}: generation {generation}/{max_ngen}, best score {score}"
-        logger.info(message)
+        console.info(message)
         self.set_status_message(message)
         self.set_progress_percentage(round(100 * min(generation, max_ngen) / max_ngen))
 
