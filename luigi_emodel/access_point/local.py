@@ -64,6 +64,10 @@ MECHANISMS_DIR = "mechanisms"
 #: Our own bookkeeping (compiled mechanisms, their lock) lives here.
 STATE_DIR = ".luigi_emodel"
 
+#: recipes.json files parsed in this process, shared by all access points (one per emodel in
+#: a pass over many e-models): path -> ((st_mtime_ns, st_size, st_ino), content).
+_RECIPES: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
 
 def _first_two_parts(name: str) -> str:
     return "_".join(name.split("_")[:2])
@@ -141,7 +145,6 @@ class LocalAccessPoint(DataAccessPoint):
         self.final_path = _abspath(final_path or "final.json", self.emodel_dir)
         self.final_store = FinalStore.for_path(self.final_path, root=self.emodel_dir)
         self.unfrozen_params: list[str] | None = None
-        self._recipes_cache: tuple[Any, dict[str, Any]] | None = None
         self.pipeline_settings = self.load_pipeline_settings()
 
     # -- names and paths -------------------------------------------------------------------------
@@ -234,7 +237,10 @@ class LocalAccessPoint(DataAccessPoint):
     # -- recipes ---------------------------------------------------------------------------------
 
     def get_all_recipes(self) -> dict[str, Any]:
-        """All entries of recipes.json (cached on the file's stat)."""
+        """All entries of recipes.json (cached on the file's stat, for the whole process).
+
+        Read-only: do not mutate what is returned.
+        """
         path = self._recipes_file
         try:
             stat = path.stat()
@@ -243,15 +249,16 @@ class LocalAccessPoint(DataAccessPoint):
                 f"{self._describe(path)}: recipes file not found (run root {self.emodel_dir})"
             ) from None
         key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if self._recipes_cache is not None and self._recipes_cache[0] == key:
-            return self._recipes_cache[1]
+        cached = _RECIPES.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         data = read_json(path, self._describe(path))
         if not isinstance(data, dict):
             raise ConfigurationError(
                 f"{self._describe(path)}: expected an object mapping emodel names to recipes, "
                 f"found {type(data).__name__}"
             )
-        self._recipes_cache = (key, data)
+        _RECIPES[path] = (key, data)
         return data
 
     def _recipe(self) -> Recipe:
@@ -336,6 +343,25 @@ class LocalAccessPoint(DataAccessPoint):
         self.unfrozen_params = None
         self.emodel_metadata.emodel = name
         self.pipeline_settings = self.load_pipeline_settings()
+
+    @staticmethod
+    def recipe_emodels(emodel_dir: str | os.PathLike[str],
+                       recipes_path: str | os.PathLike[str] | None = None) -> list[str]:
+        """The emodel names of ``emodel_dir``'s recipes.json, in file order, without checking
+        any recipe (for tools that go over every e-model of a run root).
+
+        ``recipes_path`` resolves against ``emodel_dir`` as in the constructor.
+        """
+        root = _abspath(emodel_dir, Path.cwd())
+        path = _abspath(recipes_path or "recipes.json", root)
+        source = describe(path, root)
+        if not path.exists():
+            raise MissingFileError(f"{source}: recipes file not found (run root {root})")
+        data = read_json(path, source)
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"{source}: expected an object mapping emodel names to "
+                                     f"recipes, found {type(data).__name__}")
+        return list(data)
 
     @classmethod
     def add_entry_recipes(

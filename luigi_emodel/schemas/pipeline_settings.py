@@ -194,3 +194,51 @@ class PipelineSettings(StrictModel):
             if data[key] == type(self).model_fields[key].default:
                 data.pop(key)
         return data
+
+
+#: What each setting does (shown in the JSON Schema and docs/configuration.md).
+DESCRIPTIONS: dict[str, str] = {
+    "extraction_reader": "[path.py, function] of a recording reader of your own; "
+                         "default: by file extension (.ibw, .abf, .nwb, .txt, .npz).",
+    "extraction_threshold_value_save": "Fewest recordings a feature needs to be kept.",
+    "plot_extraction": "Draw the extracted features per protocol.",
+    "extract_absolute_amplitudes": "Target amplitudes in nA instead of % of rheobase.",
+    "rheobase_strategy_extraction": "How BluePyEfe finds each cell's rheobase.",
+    "default_std_value": "Std used where the extracted std is 0.",
+    "efel_settings": "eFEL settings of every feature (a feature's own settings win).",
+    "path_extract_config": "The targets configuration (input of the extraction).",
+    "protocols_rheobase": "Protocols used to find the rheobase.",
+    "morph_modifiers": "null: replace the axon by BluePyOpt's stub; []: keep the axon.",
+    "neuron_dt": "Fixed time step (ms); null: CVODE.",
+    "max_threshold_voltage": "Highest voltage (mV) the threshold search may drive the cell to.",
+    "current_precision": "Precision (nA) of the threshold-current search.",
+    "max_depth_holding_search": "Bisection steps of the holding-current search.",
+    "max_depth_threshold_search": "Bisection steps of the threshold-current search.",
+    "spikecount_timeout": "Wall-clock limit (s) of one threshold-search simulation.",
+    "max_score": "Score of a feature that is missing; cap of every score.",
+    "optimiser": "IBEA, SO-CMA or MO-CMA.",
+    "optimisation_params": "Optimiser parameters, e.g. {\"offspring_size\": 100}.",
+    "optimisation_timeout": "Wall-clock limit (s) of one evaluation; past it the "
+                            "individual scores max_score.",
+    "threshold_efeature_std": "Floor of every feature's std, as a fraction of its mean.",
+    "max_ngen": "Generations of each optimisation.",
+    "use_stagnation_criterion": "Let CMA stop early when it stagnates.",
+    "name_Rin_protocol": "Protocol (e.g. \"IV_-20\") whose features give the input "
+                         "resistance target: threshold-based protocols.",
+    "name_rmp_protocol": "Protocol (e.g. \"IV_0\") whose features give the resting "
+                         "potential target: threshold-based protocols.",
+    "validation_function": "max_score, mean_score or [path.py, function].",
+    "validation_threshold": "A model passes if its validation function's score is below.",
+    "validation_protocols": "Protocols used for validation only, not optimisation.",
+    "n_model": "Validated models EModelCreation aims for.",
+    "optimisation_batch_size": "Seeds optimised per batch.",
+    "max_n_batch": "Batches EModelCreation may spend.",
+    "plot_optimisation": "Draw the convergence of each optimisation.",
+    "plot_traces": "Draw the traces of each model beside the feature targets.",
+    "plot_scores": "Draw the scores of each model.",
+    "plot_distributions": "Draw the parameters of the validated models against the bounds.",
+}
+
+for _name, _text in DESCRIPTIONS.items():
+    PipelineSettings.model_fields[_name].description = _text
+PipelineSettings.model_rebuild(force=True)
