@@ -34,4 +34,5 @@ BIN = $(abspath $(VENV))/bin
 example: install
 	$(BIN)/python $(EXAMPLE_DIR)/scripts/make_recordings.py
 	cd $(EXAMPLE_DIR) && $(BIN)/luigi --module luigi_emodel.tasks EModelCreation --emodel example --local-scheduler
+	cd $(EXAMPLE_DIR) && $(BIN)/luigi --module luigi_emodel.tasks PlotAll --emodel example --local-scheduler
 	$(BIN)/luigi-emodel status --emodel-dir $(EXAMPLE_DIR)

@@ -6,5 +6,6 @@ where it fans out, a map function.
 Modules: ``mechanisms`` (compile and load .mod files), ``cell_model`` (BluePyOpt cell from the
 model configuration), ``evaluator`` (protocols, one eFEL call per recording, scores),
 ``optimisation``, ``mappers`` (serial, multiprocessing, ipyparallel, dask), ``validation``,
-``export`` (hoc and SONATA), ``extraction`` and ``readers`` (recordings -> e-features).
+``export`` (hoc and SONATA), ``extraction`` and ``readers`` (recordings -> e-features),
+``plotting`` (figures).
 """

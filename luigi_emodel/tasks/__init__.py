@@ -8,6 +8,12 @@ Run with the plain ``luigi`` command, for example::
 from __future__ import annotations
 
 from luigi_emodel.tasks.config import EmodelAPIConfig, EvaluationBackendConfig
+from luigi_emodel.tasks.plots import (
+    PlotAll,
+    PlotModels,
+    PlotOptimisation,
+    PlotParameterDistributions,
+)
 from luigi_emodel.tasks.targets import (
     BestModelTarget,
     FitnessConfigurationTarget,
@@ -52,6 +58,10 @@ __all__ = [
     "Optimise",
     "OptimisationTarget",
     "OptimiseWrapper",
+    "PlotAll",
+    "PlotModels",
+    "PlotOptimisation",
+    "PlotParameterDistributions",
     "SeveralEModelCreation",
     "SonataTarget",
     "StopRequested",
