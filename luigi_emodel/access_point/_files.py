@@ -20,6 +20,8 @@ __all__ = [
     "check_component",
     "describe",
     "dumps_json",
+    "fsync_file",
+    "fsync_folder",
     "read_json",
 ]
 
@@ -155,7 +157,7 @@ def atomic_write_bytes(path: Path, data: bytes | Sequence[bytes], *,
                 f"{path}: write failed, the file is unchanged: {error.strerror or error}"
             ) from None
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return stat
 
 
@@ -186,7 +188,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, dumps_json(data))
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a written file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (renames, new files) to disk, where the file system allows."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

@@ -34,8 +34,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from luigi_emodel.access_point._files import fsync_file, fsync_folder
 from luigi_emodel.exceptions import ConfigurationError, StorageError
 from luigi_emodel.schemas.stored_model import StoredModel
+from luigi_emodel.science.validation import check_stored_parameters
 
 __all__ = [
     "export_hoc",
@@ -105,13 +107,7 @@ def _cell_model(access_point: Any) -> Any:
 
 def _free_values(access_point: Any, cell_model: Any, model: StoredModel) -> dict[str, float]:
     free = [p.name for p in cell_model.params.values() if not p.frozen]
-    missing = [name for name in free if name not in model.parameters]
-    if missing:
-        raise StorageError(
-            f"{access_point.final_store.name}: {model.key}.parameters: missing free "
-            f"parameter(s) {missing} of the model configuration (the model was stored for "
-            f"another configuration; restore that configuration or optimise again)"
-        )
+    check_stored_parameters(access_point, model, free)
     return {name: float(model.parameters[name]) for name in free}
 
 
@@ -185,7 +181,7 @@ def write_nodes_file(path: Path, model: StoredModel, morphology: str) -> None:
         dynamics.create_dataset("threshold_current",
                                 data=np.array([current("bpo_threshold_current")]))
         handle.flush()
-    _fsync_file(path)
+    fsync_file(path)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -195,30 +191,9 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on folders; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
 def _publish(staging: Path, target: Path) -> None:
     """Put the complete ``staging`` folder in the place of ``target`` (replacing it)."""
-    _fsync_folder(staging)
+    fsync_folder(staging)
     aside = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX + "old-", dir=target.parent))
     try:
         # A folder cannot be renamed over a non-empty one: move the old export aside first
@@ -233,7 +208,7 @@ def _publish(staging: Path, target: Path) -> None:
             except OSError as error:
                 if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 4:
                     raise
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
     except BaseException:
         # Put the previous export back rather than leave none.
         previous = sorted(aside.iterdir(), key=lambda p: int(p.name))
@@ -255,7 +230,7 @@ def _export_folder(access_point: Any, kind: str, model: StoredModel, cell_model:
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is for others to read
         write_hoc(cell_model, free_values, staging / HOC_FILE)
         shutil.copyfile(morphology, staging / morphology.name)
-        _fsync_file(staging / morphology.name)
+        fsync_file(staging / morphology.name)
         if kind == "sonata":
             write_nodes_file(staging / NODES_FILE, model, morphology.stem)
         _publish(staging, target)

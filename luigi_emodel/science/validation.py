@@ -45,6 +45,7 @@ from luigi_emodel.science.evaluator import EModelEvaluator, EvaluationResult, bu
 
 __all__ = [
     "ValidationFunction",
+    "check_stored_parameters",
     "load_validation_function",
     "mean_score",
     "max_score",
@@ -125,7 +126,8 @@ def _evaluate(evaluator: EModelEvaluator, parameters: dict[str, float]) -> Evalu
     return evaluator.evaluate(parameters)
 
 
-def _check_parameters(access_point: Any, model: StoredModel, names: list[str]) -> None:
+def check_stored_parameters(access_point: Any, model: StoredModel, names: list[str]) -> None:
+    """Raise a StorageError if the stored ``model`` lacks any of the free parameters ``names``."""
     missing = [name for name in names if name not in model.parameters]
     if missing:
         raise StorageError(
@@ -187,7 +189,7 @@ def validate(
     function = load_validation_function(access_point)
     evaluator = build_evaluator(access_point, include_validation=True)
     for model in models:
-        _check_parameters(access_point, model, evaluator.param_names)
+        check_stored_parameters(access_point, model, evaluator.param_names)
     validation_protocols = [p.name for p in evaluator.protocols if p.validation]
     validation_objectives = {
         f.name for f in evaluator.efeatures if f.protocol_name in set(validation_protocols)
