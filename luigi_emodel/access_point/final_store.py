@@ -88,12 +88,15 @@ def _parse_lines(raw: bytes) -> tuple[dict[str, Any], dict[str, bytes]] | None:
 class _Snapshot:
     """One parsed version of final.json."""
 
-    __slots__ = ("data", "key", "lines", "raw", "source")
+    __slots__ = ("data", "key", "lines", "memo", "raw", "source")
 
     def __init__(self, key: _StatKey | None, data: dict[str, Any], raw: bytes | None,
                  source: Path | None, lines: dict[str, bytes] | None = None) -> None:
         self.key = key
         self.data = data
+        # Objects derived from entries by readers (e.g. validated models), keyed like data:
+        # (raw entry, derived object). Valid while the raw entry is the same object.
+        self.memo: dict[str, tuple[Any, Any]] = {}
         # Kept only for a corrupt file (with source None): marks the snapshot as recovered.
         self.raw = raw
         self.source = source
@@ -162,6 +165,17 @@ class FinalStore:
     def entries(self) -> Mapping[str, Any]:
         """All entries, keyed by model name. Read-only: do not mutate what is returned."""
         return self._current().data
+
+    def entries_and_memo(self) -> tuple[Mapping[str, Any], dict[str, tuple[Any, Any]]]:
+        """The entries and this version's memo of objects derived from them.
+
+        A reader that turns entries into objects (pydantic models, say) keeps them in the memo
+        as ``memo[key] = (entry, derived)`` and reuses them while ``memo[key][0] is entry``:
+        each version of the file is then converted once, and a store carries the derived
+        objects of the entries it did not change over to the new version.
+        """
+        snapshot = self._current()
+        return snapshot.data, snapshot.memo
 
     def get(self, key: str) -> Any:
         """The raw entry stored under ``key``, or None."""
@@ -323,6 +337,7 @@ class FinalStore:
             stat = atomic_write_bytes(self.path, chunks, min_mtime_ns=old_mtime + 1)
             new = _Snapshot((stat.st_mtime_ns, stat.st_size, stat.st_ino), data, None, self.path,
                             lines)
+            new.memo = {k: v for k, v in snapshot.memo.items() if k not in changed}
             with self._cache_lock:
                 self._snapshot = new
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,10 @@ STATE_DIR = ".luigi_emodel"
 #: recipes.json files parsed in this process, shared by all access points (one per emodel in
 #: a pass over many e-models): path -> ((st_mtime_ns, st_size, st_ino), content).
 _RECIPES: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+#: A file modified this recently (ns) may be rewritten with the same size and timestamp (file
+#: systems keep times to a tick, or to 1-2 s): such a version is not shared, so that a new
+#: access point reads the file itself.
+_RACY_NS = 2_000_000_000
 
 
 def _first_two_parts(name: str) -> str:
@@ -84,7 +89,7 @@ def _seed_int(seed: Any) -> int:
         raise ConfigurationError(f"seed: expected an integer, got {seed!r}")
     try:
         value = int(seed)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise ConfigurationError(f"seed: expected an integer, got {seed!r}") from None
     if isinstance(seed, float) and not seed.is_integer():
         raise ConfigurationError(f"seed: expected an integer, got {seed!r}")
@@ -145,6 +150,7 @@ class LocalAccessPoint(DataAccessPoint):
         self.final_path = _abspath(final_path or "final.json", self.emodel_dir)
         self.final_store = FinalStore.for_path(self.final_path, root=self.emodel_dir)
         self.unfrozen_params: list[str] | None = None
+        self._recipes_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self.pipeline_settings = self.load_pipeline_settings()
 
     # -- names and paths -------------------------------------------------------------------------
@@ -237,7 +243,8 @@ class LocalAccessPoint(DataAccessPoint):
     # -- recipes ---------------------------------------------------------------------------------
 
     def get_all_recipes(self) -> dict[str, Any]:
-        """All entries of recipes.json (cached on the file's stat, for the whole process).
+        """All entries of recipes.json (cached on the file's stat, and shared with the other
+        access points of the process once the file is not new).
 
         Read-only: do not mutate what is returned.
         """
@@ -249,16 +256,21 @@ class LocalAccessPoint(DataAccessPoint):
                 f"{self._describe(path)}: recipes file not found (run root {self.emodel_dir})"
             ) from None
         key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        cached = _RECIPES.get(path)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        data = read_json(path, self._describe(path))
-        if not isinstance(data, dict):
-            raise ConfigurationError(
-                f"{self._describe(path)}: expected an object mapping emodel names to recipes, "
-                f"found {type(data).__name__}"
-            )
-        _RECIPES[path] = (key, data)
+        if self._recipes_cache is not None and self._recipes_cache[0] == key:
+            return self._recipes_cache[1]
+        shared = _RECIPES.get(path)
+        if shared is not None and shared[0] == key:
+            data = shared[1]
+        else:
+            data = read_json(path, self._describe(path))
+            if not isinstance(data, dict):
+                raise ConfigurationError(
+                    f"{self._describe(path)}: expected an object mapping emodel names to "
+                    f"recipes, found {type(data).__name__}"
+                )
+            if time.time_ns() - stat.st_mtime_ns > _RACY_NS:
+                _RECIPES[path] = (key, data)
+        self._recipes_cache = (key, data)
         return data
 
     def _recipe(self) -> Recipe:
@@ -745,7 +757,14 @@ class LocalAccessPoint(DataAccessPoint):
         data.setdefault("emodel", self.emodel_metadata.emodel)
         return parse_model(StoredModel, data, self.final_store.name)
 
-    def _stored(self, key: str, entry: Any) -> StoredModel:
+    def _stored(self, key: str, entry: Any,
+                memo: dict[str, tuple[Any, Any]] | None = None) -> StoredModel:
+        """The entry as a StoredModel, reusing the one made for this very entry object if the
+        store's memo has it (one validation per entry per version of final.json)."""
+        if memo is not None:
+            cached = memo.get(key)
+            if cached is not None and cached[0] is entry:
+                return cached[1]  # type: ignore[no-any-return]
         if not isinstance(entry, dict):
             raise StorageError(
                 f"{self.final_store.name}: {key}: expected an entry object, found "
@@ -754,9 +773,13 @@ class LocalAccessPoint(DataAccessPoint):
         data = dict(entry)
         data.setdefault("emodel", self.emodel_metadata.emodel)
         try:
-            return parse_model(StoredModel, data, self.final_store.name, prefix=key)
-        except ConfigurationError as error:
-            raise StorageError(str(error)) from None
+            model = StoredModel.model_validate(data)
+        except ValidationError as error:
+            raise StorageError(
+                str(validation_error(self.final_store.name, error, prefix=key))) from None
+        if memo is not None and "emodel" in entry:  # else it depends on this access point
+            memo[key] = (entry, model)
+        return model
 
     def get_emodel(self, lock_file: bool = True) -> StoredModel | None:
         """The model stored under the bare emodel name (legacy), else the best-scoring stored
@@ -777,10 +800,14 @@ class LocalAccessPoint(DataAccessPoint):
         names = set(emodels) if emodels is not None else {self.emodel_metadata.emodel}
         wanted = self.emodel_metadata.as_dict()
         models = []
-        for key, entry in self._entries().items():
+        if self._recipe().final is not None:
+            entries, memo = self.get_final_content(), None
+        else:
+            entries, memo = self.final_store.entries_and_memo()
+        for key, entry in entries.items():
             if not isinstance(entry, dict) or entry.get("emodel", key.split("__")[0]) not in names:
                 continue
-            model = self._stored(key, entry)
+            model = self._stored(key, entry, memo)
             found = model.metadata_dict()
             if all(found[k] == v for k, v in wanted.items() if k != "emodel"):
                 models.append(model)
