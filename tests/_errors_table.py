@@ -74,10 +74,42 @@ def run(case: Case) -> str:
         return f"{type(error).__name__}: {line}"
 
 
+CLI_HEADER = """
+## The `luigi` and `luigi-emodel` commands
+
+Bad command lines and luigi.cfg options, from `tests/test_bad_input_cli.py`: the command ends
+with a failure exit code before any task runs, nothing is written, and its output contains
+the text shown (`<run root>` stands for the run root, `<sandbox>` for its folder).
+
+| input | what you see (contained in the output) |
+|---|---|
+"""
+
+
+def _cli_rows() -> list[str]:
+    from test_bad_input_cli import CASES as LUIGI_CASES
+    from test_bad_input_cli import CLI_CASES
+
+    rows = []
+    for case in LUIGI_CASES:
+        parts = [" ".join(case.args)] + [f"[{section}] {option} = {value}"
+                                         for section, option, value in case.config]
+        what = "`luigi ... EModelCreation " + parts[0] + "`" + "".join(
+            f", luigi.cfg `{part}`" for part in parts[1:])
+        for text in case.expected:
+            shown = text.replace("{root}", "<run root>").replace("{sandbox}", "<sandbox>")
+            what = what.replace("|", "\\|")
+            rows.append(f"| {what} | {_cell(shown)} |")
+    for case in CLI_CASES:
+        args = " ".join(case.args).replace("{root}", "<run root>")
+        rows.append(f"| `luigi-emodel {args}` (exit {case.exit_code}) | {_cell(case.expected)} |")
+    return rows
+
+
 def render() -> str:
     """The whole of docs/errors.md."""
     rows = [f"| {case.what} | {_cell(run(case))} |" for case in CASES]
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + CLI_HEADER + "\n".join(_cli_rows()) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import json
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import luigi
@@ -16,8 +17,13 @@ import luigi.configuration
 from luigi.cmdline_parser import CmdlineParser
 
 from luigi_emodel.access_point import LocalAccessPoint, OptimisationState
+from luigi_emodel.exceptions import ConfigurationError
 from luigi_emodel.schemas import PipelineSettings, parse_model
-from luigi_emodel.tasks.config import EmodelAPIConfig
+from luigi_emodel.tasks.config import (
+    EmodelAPIConfig,
+    checked_backend_config,
+    checked_config,
+)
 
 __all__ = [
     "METADATA_FIELDS",
@@ -74,7 +80,15 @@ def _api_config() -> tuple[EmodelAPIConfig, tuple[Any, ...]]:
     if (section is not None and cached is not None and cached[0] is parser
             and cached[1] is cmdline and cached[2] == section):
         return cached[4], cached[3]
-    config = EmodelAPIConfig()
+    # Checked here, once per configuration read, so that bad values fail the scheduling.
+    config = checked_config(EmodelAPIConfig)
+    checked_backend_config()
+    if not isinstance(config.settings_override, Mapping):
+        found = _plain(config.settings_override)
+        raise ConfigurationError(
+            f"luigi configuration: EmodelAPIConfig.settings_override: expected an object of "
+            f"pipeline settings, e.g. {{\"max_ngen\": 2}}, got {found!r}"
+        )
     override = json.dumps(dict(config.settings_override), sort_keys=True, default=str)
     key = (config.emodel_dir, config.recipes_path, config.final_path,
            config.legacy_dir_structure, config.with_seeds, override)

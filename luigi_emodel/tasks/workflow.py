@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import luigi
+import luigi.rpc
 
 from luigi_emodel.exceptions import ConfigurationError, OptimisationError
-from luigi_emodel.tasks.config import EvaluationBackendConfig
+from luigi_emodel.tasks.config import checked_backend_config
 from luigi_emodel.tasks.targets import (
     METADATA_FIELDS,
     BestModelTarget,
@@ -97,11 +98,28 @@ def _stop_on_signals() -> Iterator[None]:
 def _map_function() -> Iterator[Any]:
     from luigi_emodel.science.mappers import map_backend
 
-    config = EvaluationBackendConfig()
+    config = checked_backend_config()
     with map_backend(config.backend, config.workers,
                      ipyparallel_profile=config.ipyparallel_profile,
                      dask_scheduler=config.dask_scheduler) as mapper:
         yield mapper
+
+
+class _IntParameter(luigi.IntParameter):
+    """An integer parameter whose parse error names it: luigi's own says only "invalid
+    literal for int() with base 10: 'abc'", with no hint of which option was wrong."""
+
+    def __init__(self, *args: Any, field: str = "seed", **kwargs: Any) -> None:
+        self._field = field
+        super().__init__(*args, **kwargs)
+
+    def parse(self, x: Any) -> int:
+        try:
+            return int(x)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"--{self._field.replace('_', '-')}: expected an integer, got {x!r}"
+            ) from None
 
 
 class EModelTask(luigi.Task):
@@ -165,7 +183,7 @@ class Optimise(EModelTask):
     resumes from the checkpoint.
     """
 
-    seed = luigi.IntParameter(default=1)
+    seed = _IntParameter(default=1)
 
     def requires(self) -> list[luigi.Task]:
         return [self.clone_for(ExtractEFeatures), self.clone_for(CompileMechanisms)]
@@ -177,8 +195,14 @@ class Optimise(EModelTask):
         score = "n/a" if best is None else f"{best:.4g}"
         message = f"seed {self.seed}: generation {generation}/{max_ngen}, best score {score}"
         console.info(message)
-        self.set_status_message(message)
-        self.set_progress_percentage(round(100 * min(generation, max_ngen) / max_ngen))
+        # Progress shown by luigid is a courtesy: a scheduler that is down or restarting
+        # (luigi's RPC gives up after [core] rpc_retry_attempts x rpc_retry_wait) must not
+        # fail an optimisation that is otherwise fine; its checkpoint is what counts.
+        try:
+            self.set_status_message(message)
+            self.set_progress_percentage(round(100 * min(generation, max_ngen) / max_ngen))
+        except (luigi.rpc.RPCError, OSError, ValueError) as error:
+            logger.warning("seed %s: progress not sent to the scheduler: %s", self.seed, error)
 
     def run(self) -> None:
         from luigi_emodel.science.optimisation import run_optimisation
@@ -198,8 +222,8 @@ class Optimise(EModelTask):
 class OptimiseWrapper(EModelTask):
     """Optimise seeds ``seed .. seed + batch_size - 1`` (no storage, no validation)."""
 
-    seed = luigi.IntParameter(default=1)
-    batch_size = luigi.IntParameter(default=1)
+    seed = _IntParameter(default=1)
+    batch_size = _IntParameter(default=1, field="batch_size")
 
     def requires(self) -> list[Optimise]:
         return [self.clone_for(Optimise, seed=s)
@@ -247,7 +271,7 @@ class Validation(EModelTask):
 
 
 class _ExportTask(EModelTask):
-    seed = luigi.IntParameter()
+    seed = _IntParameter()
 
     def requires(self) -> Validation:
         return self.clone_for(Validation, seeds=[self.seed])
@@ -281,7 +305,7 @@ class EModelCreation(EModelTask):
     """Batches of seeds until ``n_model`` models are validated (then exported), or
     ``max_n_batch`` batches are spent — then it fails, saying how many passed."""
 
-    seed = luigi.IntParameter(default=1, description="First seed of the first batch.")
+    seed = _IntParameter(default=1, description="First seed of the first batch.")
 
     def output(self) -> ValidatedModelsTarget:
         return ValidatedModelsTarget(**self.metadata)
@@ -328,7 +352,7 @@ class SeveralEModelCreation(luigi.WrapperTask):
     species = luigi.OptionalParameter(default=None)
     brain_region = luigi.OptionalParameter(default=None)
     iteration_tag = luigi.OptionalParameter(default=None)
-    seed = luigi.IntParameter(default=1)
+    seed = _IntParameter(default=1)
 
     def requires(self) -> list[EModelCreation]:
         return [
