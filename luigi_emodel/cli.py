@@ -317,6 +317,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_luigid(args: argparse.Namespace) -> int:
+    from luigi_emodel.tasks.scheduler import run_scheduler
+
+    if args.save_every <= 0:
+        raise CommandError(f"--save-every: expected a positive number of seconds, got "
+                          f"{args.save_every}")
+    run_scheduler(port=args.port, address=args.address, unix_socket=args.unix_socket,
+                  state_path=args.state_path, background=args.background,
+                  pidfile=args.pidfile, logdir=args.logdir, save_every=args.save_every)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the console script, one sub-parser per sub-command."""
     parser = _Parser(
@@ -376,6 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("-q", "--quiet", action="store_true",
                       help="do not list the files written")
     init.set_defaults(handler=_cmd_init)
+
+    server = commands.add_parser(
+        "luigid",
+        help="luigid that saves its task graph every few seconds",
+        description="The central Luigi scheduler (luigid, same options) that also writes its "
+                    "state to --state-path every --save-every seconds, atomically: restarted "
+                    "after a crash, it resumes the task graph and the workers carry on.",
+    )
+    server.add_argument("--background", action="store_true", help="run as a daemon")
+    server.add_argument("--pidfile", help="write the pid to this file")
+    server.add_argument("--logdir", help="log folder")
+    server.add_argument("--state-path", help="the pickled state (saved regularly)")
+    server.add_argument("--address", help="listening interface (e.g. 127.0.0.1)")
+    server.add_argument("--unix-socket", help="listen on this unix socket")
+    server.add_argument("--port", type=int, default=8082, help="listening port")
+    server.add_argument("--save-every", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds between saves of the state (default: %(default)s)")
+    server.set_defaults(handler=_cmd_luigid)
     return parser
 
 

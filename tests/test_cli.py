@@ -241,3 +241,12 @@ def test_output_reader_gone_exits_quietly(tmp_path: Path) -> None:
         stderr = child.stderr.read()
         assert child.wait(timeout=60) == 141
     assert stderr == ""
+
+
+def test_luigid_refuses_a_non_positive_save_period() -> None:
+    """``luigi-emodel luigid`` (state-saving luigid; its restart is tested in test_faults)."""
+    result = subprocess.run([str(Path(sys.executable).with_name("luigi-emodel")), "luigid",
+                             "--save-every", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--save-every: expected a positive number of seconds, got 0.0" in result.stderr
+    assert "Traceback" not in result.stderr
