@@ -24,6 +24,7 @@ from conftest import EMODEL, make_project, stored_entry
 from luigi_emodel import (
     ConfigurationError,
     EModelError,
+    ExtractionError,
     LocalAccessPoint,
     MechanismError,
     MissingFileError,
@@ -145,8 +146,11 @@ def final_entry(change: Callable[[dict[str, Any]], Any]) -> Corruption:
 
 
 def write(relative: str, text: str) -> Corruption:
-    """Corruption: replace a file's content."""
-    return lambda root: (root / relative).write_text(text)
+    """Corruption: replace a file's content (creating its folder if needed)."""
+    def corrupt(root: Path) -> None:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return corrupt
 
 
 def remove(relative: str) -> Corruption:
@@ -176,6 +180,32 @@ def store_entry(**values: Any) -> Action:
 BAD_RECIPES_JSON = '{\n  "cADtest": {\n    "params": "config/params/cell.json",\n  }\n}\n'
 NO_SUFFIX_MOD = "NEURON {\n    RANGE gbar\n}\nPARAMETER { gbar = 0.1 }\n"
 LEGACY_FEATURES = {"params_format": "legacy", "features_format": "legacy"}
+
+RECORDING = "recordings/cell1_IDrest_1.npz"  # the recording the fixture's targets list
+
+
+def sweep(nan_at: int | None = None, trim_current: int = 0) -> Corruption:
+    """Corruption: write the fixture's recording as one .npz sweep, damaged as asked."""
+    def corrupt(root: Path) -> None:
+        import numpy as np
+
+        from luigi_emodel.science.readers import write_npz
+
+        time = np.arange(0.0, 1000.0, 0.1)
+        voltage = np.full(time.size, -70.0)
+        if nan_at is not None:
+            voltage[nan_at] = np.nan
+        current = np.where((time > 100) & (time < 600), 0.2, 0.0)
+        write_npz(root / RECORDING, voltage, current[:current.size - trim_current], 0.1)
+    return corrupt
+
+
+def extract(root: Path) -> Any:
+    """Action: the extraction of the e-features from the recordings."""
+    from luigi_emodel.science.extraction import extract_save_features_protocols
+
+    return extract_save_features_protocols(open_ap(root))
+
 
 # -- the cases ---------------------------------------------------------------------------------
 
@@ -350,6 +380,22 @@ CASES: list[Case] = [
     Case("targets-missing", "`path_extract_config` names a file that does not exist",
          remove(TARGETS), call("get_targets_configuration"), MissingFileError, TARGETS,
          also=(f"named by recipes.json: {EMODEL}.pipeline_settings.path_extract_config",)),
+    # recordings (read by the extraction)
+    Case("recording-nan", "a recorded sweep with a NaN sample",
+         sweep(nan_at=50), extract, ExtractionError, RECORDING, "sweep 0",
+         also=("NaN or infinite",)),
+    Case("recording-lengths", "a sweep whose voltage and current differ in length",
+         sweep(trim_current=5), extract, ExtractionError, RECORDING, "sweep 0",
+         also=("different lengths",)),
+    Case("recording-unreadable", "a recording file that is not what its extension says",
+         write(RECORDING, "not a zip\n"), extract, ExtractionError, RECORDING,
+         also=("cannot be read",)),
+    Case("recording-unit", "a recording with a voltage unit that does not parse",
+         lambda root: (sweep()(root),
+                       edit_json(TARGETS, lambda d: d["files"][0]["other_metadata"].update(
+                           v_unit="volts?"))(root)),
+         extract, ConfigurationError, TARGETS, "files[0].other_metadata.v_unit",
+         also=("unknown voltage unit",)),
     # final.json
     Case("final-list", "final.json holds a list",
          write(FINAL, "[]\n"), call("get_emodels"), StorageError, FINAL, also=("found list",)),
