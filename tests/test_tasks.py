@@ -178,8 +178,10 @@ def scheduler_tasks(port: int, status: str) -> dict:
 
 
 def test_two_workers_on_one_luigid(tmp_path: Path, truth_features: dict, luigid: int) -> None:
+    # Optimisations long enough (max_ngen 5) that a worker starting a second late still
+    # finds one to run.
     root = make_root(tmp_path / "run", truth_features, n_model=3, optimisation_batch_size=3,
-                     max_n_batch=1)
+                     max_n_batch=1, max_ngen=5)
     # --no-lock: two workers of the same command on one host (luigi's pid lock would stop
     # the second).
     command = luigi_command(root, "EModelCreation", "--scheduler-host", "127.0.0.1",
