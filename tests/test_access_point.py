@@ -397,3 +397,23 @@ def test_figure_and_export_paths_stay_inside(access_point: LocalAccessPoint) -> 
                  ap.export_dir("hoc", 3), ap.state_dir("mechanisms"),
                  ap.optimisation_progress_path(2)):
         assert os.path.commonpath([root, path]) == str(root)
+
+
+def test_legacy_params_errors_name_the_legacy_fields(tmp_path: Path) -> None:
+    """Errors in a legacy params file name its own fields, not the converted lists'."""
+    make_project(tmp_path, params_format="legacy")
+    path = tmp_path / "config/params/cell.json"
+    params = json.loads(path.read_text())
+    params["parameters"]["somatic"][0]["val"] = [0.1, 0.01]  # low > high
+    params["parameters"]["alldend"][0]["dist"] = "sigmoid"  # undefined distribution
+    path.write_text(json.dumps(params))
+    ap = LocalAccessPoint(EMODEL, emodel_dir=tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        ap.get_model_configuration()
+    assert str(info.value).startswith(
+        "config/params/cell.json: parameters.somatic[0].val: bounds [low, high] with low > high")
+    params["parameters"]["somatic"][0]["val"] = [0.01, 0.1]
+    path.write_text(json.dumps(params))
+    with pytest.raises(ConfigurationError, match=r"parameters\.alldend\[0\]\.dist: unknown "
+                                                 r"distribution 'sigmoid'"):
+        ap.get_model_configuration()

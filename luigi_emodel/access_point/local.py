@@ -45,7 +45,12 @@ from luigi_emodel.schemas.fitness_configuration import (
     from_legacy,
     same_protocol,
 )
-from luigi_emodel.schemas.model_configuration import MechanismConfig, ModelConfiguration
+from luigi_emodel.schemas.model_configuration import (
+    MechanismConfig,
+    ModelConfiguration,
+    in_legacy_terms,
+    legacy_field_paths,
+)
 from luigi_emodel.schemas.pipeline_settings import PipelineSettings
 from luigi_emodel.schemas.recipes import MORPHOLOGY_EXTENSIONS, Recipe
 from luigi_emodel.schemas.stored_model import StoredModel, final_key
@@ -496,8 +501,15 @@ class LocalAccessPoint(DataAccessPoint):
         if not isinstance(data, dict):
             raise ConfigurationError(f"{source}: expected an object with 'mechanisms' and "
                                      f"'parameters'")
-        configuration = parse_model(ModelConfiguration, data, source,
-                                    context=self._model_configuration_context(recipe))
+        try:
+            configuration = parse_model(ModelConfiguration, data, source,
+                                        context=self._model_configuration_context(recipe))
+        except ConfigurationError as error:
+            paths = legacy_field_paths(data)
+            if not paths:
+                raise
+            # Name the fields as the legacy file spells them, not as the converted lists do.
+            raise ConfigurationError(in_legacy_terms(str(error), paths)) from None
         morphology = configuration.morphology.model_copy(update={
             "name": self.morph_path.stem,
             "path": str(self.morph_path),

@@ -37,6 +37,8 @@ __all__ = [
     "MorphologyConfig",
     "ParameterConfig",
     "expand_location",
+    "in_legacy_terms",
+    "legacy_field_paths",
 ]
 
 #: Section lists of a morphology as BluePyOpt names them.
@@ -218,6 +220,55 @@ class MorphologyConfig(StrictModel):
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+def legacy_field_paths(data: Any) -> dict[str, str]:
+    """For a legacy-format file, the field path of each converted list item as the user wrote
+    it: ``parameters[3]`` -> ``parameters.somatic[0]``, ``mechanisms[2]`` ->
+    ``mechanisms.somatic.mech[1]`` (empty for the new format or a malformed file).
+
+    Example:
+        >>> legacy_field_paths({"mechanisms": {"all": {"mech": ["pas"]}},
+        ...                     "parameters": {"global": [{"name": "v_init", "val": -70}],
+        ...                                    "all": [{"name": "g_pas", "val": [0, 1]}]}})
+        {'mechanisms[0]': 'mechanisms.all.mech[0]', 'parameters[0]': 'parameters.global[0]', \
+'parameters[1]': 'parameters.all[0]'}
+    """
+    paths: dict[str, str] = {}
+    if not isinstance(data, dict) or not isinstance(data.get("mechanisms"), dict):
+        return paths
+    index = 0
+    for location, entry in data["mechanisms"].items():
+        names = entry.get("mech", []) if isinstance(entry, dict) else []
+        for position in range(len(names) if isinstance(names, list) else 0):
+            paths[f"mechanisms[{index}]"] = f"mechanisms.{location}.mech[{position}]"
+            index += 1
+    index = 0
+    parameters = data.get("parameters")
+    for location, entries in (parameters.items() if isinstance(parameters, dict) else ()):
+        if location == "__comment" or not isinstance(entries, list):
+            continue
+        for position in range(len(entries)):
+            paths[f"parameters[{index}]"] = f"parameters.{location}[{position}]"
+            index += 1
+    return paths
+
+
+def in_legacy_terms(message: str, paths: dict[str, str]) -> str:
+    """``message`` with converted field paths replaced by the legacy ones of ``paths``
+    (``parameters[3].value`` -> ``parameters.somatic[0].val``)."""
+    def replace(match: re.Match[str]) -> str:
+        legacy = paths.get(match.group(1))
+        if legacy is None:
+            return match.group(0)
+        rest = match.group(2) or ""
+        if rest == ".value" and legacy.startswith("parameters."):
+            rest = ".val"
+        elif rest == ".distribution" and legacy.startswith("parameters."):
+            rest = ".dist"
+        return legacy + rest
+
+    return re.sub(r"((?:parameters|mechanisms)\[\d+\])(\.[A-Za-z_]+)?", replace, message)
 
 
 def _legacy_to_new(data: dict[str, Any]) -> dict[str, Any]:
