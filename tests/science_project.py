@@ -96,10 +96,34 @@ def make_hh_project(root: Path, features: dict[str, Any] | None = None,
     return root
 
 
+VALIDATION_PROTOCOL = "Thresh_150"
+
+
+def with_validation_protocol(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` plus a threshold-based validation protocol (150 % of the threshold current)
+    and placeholder targets of every feature on it."""
+    config["protocols"].append({
+        "name": VALIDATION_PROTOCOL,
+        "stimuli": [{"delay": 50.0, "thresh_perc": 150.0, "duration": 300.0,
+                     "totduration": 400.0}],
+        "recordings_from_config": [{"type": "CompRecording", "location": "soma",
+                                    "name": f"{VALIDATION_PROTOCOL}.soma.v", "variable": "v"}],
+        "validation": True, "protocol_type": "ThresholdBasedProtocol", "stochasticity": False,
+    })
+    config["efeatures"] += [
+        {"efel_feature_name": name, "protocol_name": VALIDATION_PROTOCOL,
+         "recording_name": "soma.v", "mean": 0.0, "original_std": 1.0}
+        for name in FEATURES
+    ]
+    return config
+
+
 def ground_truth_features(values: dict[str, float | None], std_fraction: float = 0.1,
-                          std_floor: float = 0.5) -> dict[str, Any]:
-    """Targets whose means are the given feature values (features with no value dropped)."""
-    config = placeholder_features()
+                          std_floor: float = 0.5,
+                          config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Targets whose means are the given feature values (features with no value dropped),
+    from ``config`` (default: the placeholder targets)."""
+    config = config or placeholder_features()
     efeatures = []
     for feature in config["efeatures"]:
         name = f"{feature['protocol_name']}.soma.v.{feature['efel_feature_name']}"

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 LUIGI = str(Path(sys.executable).with_name("luigi"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FLAGS = ("plot_optimisation", "plot_traces", "plot_scores", "plot_distributions")
-VALIDATION_PROTOCOL = "Thresh_150"
+VALIDATION_PROTOCOL = sp.VALIDATION_PROTOCOL
 TRUTH_SEED = 3
 SETTINGS = {"max_ngen": 2, "optimisation_params": {"offspring_size": 6},
             "validation_threshold": 1000.0, "plot_optimisation": True}
@@ -41,30 +41,8 @@ SETTINGS = {"max_ngen": 2, "optimisation_params": {"offspring_size": 6},
 def features_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The hh targets plus a threshold-based validation protocol; placeholder means without
     ``values``, else the given feature values as means."""
-    config = sp.placeholder_features()
-    config["protocols"].append({
-        "name": VALIDATION_PROTOCOL,
-        "stimuli": [{"delay": 50.0, "thresh_perc": 150.0, "duration": 300.0,
-                     "totduration": 400.0}],
-        "recordings_from_config": [{"type": "CompRecording", "location": "soma",
-                                    "name": f"{VALIDATION_PROTOCOL}.soma.v", "variable": "v"}],
-        "validation": True, "protocol_type": "ThresholdBasedProtocol", "stochasticity": False,
-    })
-    config["efeatures"] += [
-        {"efel_feature_name": name, "protocol_name": VALIDATION_PROTOCOL,
-         "recording_name": "soma.v", "mean": 0.0, "original_std": 1.0}
-        for name in sp.FEATURES
-    ]
-    if values is None:
-        return config
-    efeatures = []
-    for feature in config["efeatures"]:
-        value = values.get(f"{feature['protocol_name']}.soma.v.{feature['efel_feature_name']}")
-        if value is not None:
-            efeatures.append({**feature, "mean": value,
-                              "original_std": max(abs(value) * 0.1, 0.5)})
-    config["efeatures"] = efeatures
-    return config
+    config = sp.with_validation_protocol(sp.placeholder_features())
+    return config if values is None else sp.ground_truth_features(values, config=config)
 
 
 @pytest.fixture(scope="module")

@@ -24,38 +24,16 @@ from luigi_emodel.science.evaluator import THRESHOLD_KEYS, build_evaluator
 from luigi_emodel.science.validation import validate
 
 BAD_PARAMETERS = {"gnabar_hh.somaxon": 0.06, "gkbar_hh.somaxon": 0.07, "g_pas.alldend": 1.5e-4}
-VALIDATION_PROTOCOL = "Thresh_150"
+VALIDATION_PROTOCOL = sp.VALIDATION_PROTOCOL
 THRESHOLD = 50.0
 
-VALIDATION = {
-    "name": VALIDATION_PROTOCOL,
-    "stimuli": [{"delay": 50.0, "thresh_perc": 150.0, "duration": 300.0,
-                 "totduration": 400.0}],
-    "recordings_from_config": [{"type": "CompRecording", "name": f"{VALIDATION_PROTOCOL}.soma.v",
-                                "location": "soma", "variable": "v"}],
-    "validation": True, "protocol_type": "ThresholdBasedProtocol", "stochasticity": False,
-}
 
 
 def features_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The hh targets plus the validation protocol's; placeholder means without ``values``."""
-    config = sp.placeholder_features()
-    config["protocols"].append(VALIDATION)
-    config["efeatures"] += [
-        {"efel_feature_name": name, "protocol_name": VALIDATION_PROTOCOL,
-         "recording_name": "soma.v", "mean": 0.0, "original_std": 1.0}
-        for name in sp.FEATURES
-    ]
-    if values is None:
-        return config
-    efeatures = []
-    for feature in config["efeatures"]:
-        value = values.get(f"{feature['protocol_name']}.soma.v.{feature['efel_feature_name']}")
-        if value is not None:
-            efeatures.append({**feature, "mean": value,
-                              "original_std": max(abs(value) * 0.1, 0.5)})
-    config["efeatures"] = efeatures
-    return config
+    """The hh targets plus a threshold-based validation protocol; placeholder means without
+    ``values``, else the given feature values as means."""
+    config = sp.with_validation_protocol(sp.placeholder_features())
+    return config if values is None else sp.ground_truth_features(values, config=config)
 
 
 class Project:
