@@ -28,7 +28,6 @@ VALIDATION_PROTOCOL = sp.VALIDATION_PROTOCOL
 THRESHOLD = 50.0
 
 
-
 def features_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The hh targets plus a threshold-based validation protocol; placeholder means without
     ``values``, else the given feature values as means."""

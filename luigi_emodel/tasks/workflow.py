@@ -122,16 +122,26 @@ class _IntParameter(luigi.IntParameter):
             ) from None
 
 
-class EModelTask(luigi.Task):
-    """A task about one e-model: the metadata parameters every task carries."""
+# Created before the other metadata parameters: luigi orders parameters by creation, and the
+# emodel name reads best first in task names and logs.
+_EMODEL = luigi.Parameter(description="Name of the e-model (a recipe of recipes.json).")
 
-    emodel = luigi.Parameter(description="Name of the e-model (a recipe of recipes.json).")
+
+class _SharedMetadata(luigi.Task):
+    """The metadata parameters besides the emodel name (shared by several e-models)."""
+
     etype = luigi.OptionalParameter(default=None)
     ttype = luigi.OptionalParameter(default=None)
     mtype = luigi.OptionalParameter(default=None)
     species = luigi.OptionalParameter(default=None)
     brain_region = luigi.OptionalParameter(default=None)
     iteration_tag = luigi.OptionalParameter(default=None)
+
+
+class EModelTask(_SharedMetadata):
+    """A task about one e-model: the metadata parameters every task carries."""
+
+    emodel = _EMODEL
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -342,16 +352,10 @@ class EModelCreation(EModelTask):
         yield [self.clone_for(ExportSonata, seed=m.seed) for m in validated]
 
 
-class SeveralEModelCreation(luigi.WrapperTask):
+class SeveralEModelCreation(_SharedMetadata, luigi.WrapperTask):
     """``EModelCreation`` of several e-models sharing the other metadata."""
 
     emodels = luigi.ListParameter(description="Names of the e-models, e.g. '[\"L5PC\", \"L23\"]'.")
-    etype = luigi.OptionalParameter(default=None)
-    ttype = luigi.OptionalParameter(default=None)
-    mtype = luigi.OptionalParameter(default=None)
-    species = luigi.OptionalParameter(default=None)
-    brain_region = luigi.OptionalParameter(default=None)
-    iteration_tag = luigi.OptionalParameter(default=None)
     seed = _IntParameter(default=1)
 
     def requires(self) -> list[EModelCreation]:
