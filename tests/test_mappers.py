@@ -171,3 +171,43 @@ def test_unpicklable_function_is_a_clear_error() -> None:
         with pytest.raises(BackendError, match="picklable"):
             map_function(lambda x: x, [1])
 
+
+
+def sleep_and_log(item: tuple[float, str]) -> float:
+    """Sleep ``item[0]`` seconds and append the item to the log file ``item[1]``."""
+    import time
+
+    seconds, log = item
+    time.sleep(seconds)
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"{seconds}\n")
+    return seconds * 2
+
+
+class Slow:
+    """A picklable function of a parameter vector: sleeps ``vector[0]`` seconds."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def __call__(self, vector: list[float]) -> float:
+        return sleep_and_log((vector[0], self.log))
+
+
+def test_multiprocessing_dispatches_predicted_longest_first(tmp_path: Path) -> None:
+    log = tmp_path / "order.log"
+    function = Slow(str(log))
+    # One worker runs the items in dispatch order, which the log shows.
+    with map_backend("multiprocessing", 1) as map_function:
+        first = map_function(function, [[0.01, 0.0], [0.6, 1.0], [0.15, 0.5]])
+        assert [float(x) for x in log.read_text().split()] == [0.01, 0.6, 0.15]  # no history
+        log.unlink()
+        # Near [0.01, 0.0], near [0.15, 0.5] and near [0.6, 1.0] (measured slowest): the item
+        # predicted slowest goes first, then by predicted duration; results in input order.
+        items = [[0.02, 0.05], [0.16, 0.45], [0.55, 0.95]]
+        second = map_function(function, items)
+        assert [float(x) for x in log.read_text().split()] == [0.55, 0.16, 0.02]
+        # Other functions and items that are not vectors keep their order.
+        assert map_function(abs, [-1, -3, -2]) == [1, 3, 2]
+    assert first == [0.02, 1.2, 0.3]
+    assert second == [0.04, 0.32, 1.1]
