@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,38 @@ def test_interrupted_export_leaves_no_partial_folder(tmp_path: Path,
     export_sonata(ap, seeds=[1])
     assert "gnabar_hh = 0.2" in (folder / "model.hoc").read_text()
     assert [p.name for p in (tmp_path / "export_emodels_sonata").iterdir()] == [folder.name]
+
+
+def test_export_killed_half_way_is_cleaned_by_the_next_one(tmp_path: Path) -> None:
+    ap = make_access_point(tmp_path)
+    store(ap, 1, sp.TRUE_PARAMETERS, threshold_data=THRESHOLD_DATA)
+    exports = tmp_path / "export_emodels_sonata"
+    # A real process exporting, stopped by SIGKILL while its staging folder is half written.
+    script = (
+        "import sys, time\n"
+        "from luigi_emodel import LocalAccessPoint\n"
+        "from luigi_emodel.science import export\n"
+        "export.write_nodes_file = lambda *a, **k: (print('writing', flush=True), "
+        "time.sleep(600))\n"
+        f"ap = LocalAccessPoint({sp.EMODEL!r}, emodel_dir=sys.argv[1], **{METADATA!r})\n"
+        "export.export_sonata(ap, seeds=[1])\n"
+    )
+    killed = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout is not None and killed.stdout.readline() == "writing\n"
+    finally:
+        killed.kill()
+        killed.wait(timeout=30)
+        if killed.stdout is not None:
+            killed.stdout.close()
+    (left,) = exports.iterdir()
+    assert left.name.startswith(".staging-") and (left / "model.hoc").exists()
+    assert not ap.sonata_exists(1)
+    # A staging folder of a process still running (this one's parent) is not touched.
+    alive = exports / f".staging-x@{export._HOST}@{os.getppid()}@abc"
+    alive.mkdir()
+
+    (folder,) = export_sonata(ap, seeds=[1])
+    assert ap.sonata_exists(1)
+    assert sorted(p.name for p in exports.iterdir()) == sorted([folder.name, alive.name])

@@ -12,10 +12,11 @@ Folders (``export_dir(kind, seed)`` of the access point)::
     export_emodels_sonata/<as_string(seed)>/   model.hoc, <morphology file>, nodes.h5
 
 A folder is written complete or not at all: its files are written into a hidden staging
-folder beside it, which then takes the folder's place with ``os.replace``. An interrupted
-export leaves at most a hidden ``.staging-*`` folder beside the exports (safe to delete),
-never a ``model.hoc`` without its morphology or node file (``sonata_exists`` looks at
-model.hoc).
+folder beside it, which then takes the folder's place with ``os.replace``. An export killed
+half-way leaves at most a hidden ``.staging-*`` folder beside the exports, never a
+``model.hoc`` without its morphology or node file (``sonata_exists`` looks at model.hoc).
+Staging folders are named after the host and process that write them; the next export into
+the same folder deletes those left by processes of its host that no longer run.
 
 nodes.h5 holds one population, ``<brain_region or "default">_neurons``, of one node at the
 origin with the identity rotation, as the SONATA specification lays it out (node type, group
@@ -29,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,6 +54,39 @@ logger = logging.getLogger(__name__)
 HOC_FILE = "model.hoc"
 NODES_FILE = "nodes.h5"
 _STAGING_PREFIX = ".staging-"
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def _staging_prefix(what: str) -> str:
+    """``.staging-<what>@<host>@<pid>@``: whose folder it is, for :func:`_remove_stale`."""
+    return f"{_STAGING_PREFIX}{what}@{_HOST}@{os.getpid()}@"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _remove_stale(base: Path) -> None:
+    """Delete the staging folders in ``base`` left by dead processes of this host."""
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_STAGING_PREFIX) or not entry.is_dir():
+            continue
+        parts = entry.name.rsplit("@", 3)
+        if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
+            continue  # another host's, or not named by us: not ours to judge
+        if int(parts[2]) != os.getpid() and not _process_alive(int(parts[2])):
+            logger.info("removing %s, left by an interrupted export", entry)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def population_name(brain_region: str | None) -> str:
@@ -194,7 +229,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 def _publish(staging: Path, target: Path) -> None:
     """Put the complete ``staging`` folder in the place of ``target`` (replacing it)."""
     fsync_folder(staging)
-    aside = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX + "old-", dir=target.parent))
+    aside = Path(tempfile.mkdtemp(prefix=_staging_prefix("old"), dir=target.parent))
     try:
         # A folder cannot be renamed over a non-empty one: move the old export aside first
         # (between the two renames the export is absent, never incomplete). Retried because
@@ -225,7 +260,8 @@ def _export_folder(access_point: Any, kind: str, model: StoredModel, cell_model:
     base = target.parent
     base.mkdir(parents=True, exist_ok=True)
     morphology = Path(access_point.morph_path)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{target.name[:100]}-", dir=base))
+    _remove_stale(base)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target.name[:100]), dir=base))
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is for others to read
         write_hoc(cell_model, free_values, staging / HOC_FILE)
