@@ -28,6 +28,7 @@ is drawn, through its Agg canvas, without touching pyplot's global state; withou
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -205,7 +206,13 @@ def plot_optimisation(access_point: Any, seed: int) -> list[Path]:
                           linewidth=0, label="population range")
     axes.plot(generations, columns["avg"], color=_OPTIMISATION, linestyle="--", marker=".",
               label="mean score")
-    axes.plot(generations, lowest, color=_OK, marker="o", markersize=4, label="best score")
+    axes.plot(generations, lowest, color=_OK, marker="o", markersize=4, alpha=0.5,
+              label="best of the generation")
+    # CMA populations are not elitist: a generation's best may be worse than an earlier one.
+    finite = [v if math.isfinite(v) else math.inf for v in lowest]
+    best_so_far = list(itertools.accumulate(finite, min))
+    axes.step(generations, best_so_far, where="post", color=_OK, linewidth=2,
+              label="best so far")
     if min((v for v in lowest + columns["avg"] if math.isfinite(v)), default=0.0) > 0:
         axes.set_yscale("log")
     axes.set_xlabel("generation")
@@ -218,7 +225,7 @@ def plot_optimisation(access_point: Any, seed: int) -> list[Path]:
     state = "completed" if progress.get("completed") else "not completed"
     axes.set_title(
         f"{settings.optimiser}, {len(generations)} generations recorded, {evaluations:g} "
-        f"evaluations, {state}; best {lowest[-1]:.4g}", fontsize="small",
+        f"evaluations, {state}; best {best_so_far[-1]:.4g}", fontsize="small",
     )
     figure.suptitle(_seed_title(access_point, seed, "optimisation"))
     return _save(figure, access_point, "optimisation", seed)
