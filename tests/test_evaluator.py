@@ -18,7 +18,7 @@ import pytest
 
 import science_project as hh
 from luigi_emodel import LocalAccessPoint
-from luigi_emodel.exceptions import ConfigurationError
+from luigi_emodel.exceptions import ConfigurationError, EvaluationError
 from luigi_emodel.science import evaluator as evaluator_module
 from luigi_emodel.science.evaluator import EModelEvaluator, build_evaluator
 from luigi_emodel.science.optimisation import run_optimisation
@@ -206,19 +206,22 @@ def test_neuron_errors_score_max_and_the_optimisation_goes_on(
         assert all(score == evaluator.max_score for score in result.scores.values())
     assert evaluator.evaluate(good).scores == before.scores
 
-    outcomes: list[list[float]] = []
+    # The optimisation maps the evaluations' parts: (scores of one protocol, failed).
+    outcomes: list[tuple[list[float], bool]] = []
 
-    def recording_map(func: Any, individuals: Any) -> list[Any]:
-        results = list(map(func, individuals))
+    def recording_map(func: Any, items: Any) -> list[Any]:
+        results = list(map(func, items))
         outcomes.extend(results)
         return results
 
     outcome = run_optimisation(ap, seed=5, map_function=recording_map, evaluator=evaluator)
     assert outcome.completed and outcome.generation == 2
-    assert len(outcomes) == 16
-    failed = [scores for scores in outcomes if all(s == evaluator.max_score for s in scores)]
+    assert len(outcomes) == 16 * evaluator.parts
+    failed = [scores for scores, failed in outcomes if failed]
     assert 0 < len(failed) < len(outcomes)
-    assert outcome.best_score is not None and outcome.best_score < 0.5 * sum(failed[0])
+    assert all(score == evaluator.max_score for scores in failed for score in scores)
+    worst = evaluator.max_score * len(evaluator.objective_names)
+    assert outcome.best_score is not None and outcome.best_score < 0.5 * worst
 
 
 def test_unknown_efel_feature(tmp_path: Path) -> None:
@@ -316,3 +319,36 @@ def test_pickling_ships_only_the_setup(tmp_path: Path, truth_features: dict[str,
     assert restored.param_names == evaluator.param_names
     assert restored.objective_names == evaluator.objective_names
     assert restored.evaluate(TRUE).scores == first.scores
+
+
+def test_parts_give_the_scores_of_whole_evaluations(
+        tmp_path: Path, truth_features: dict[str, Any]) -> None:
+    model = copy.deepcopy(hh.MODEL)
+    for param in model["parameters"]:
+        if param["name"] == "Ra":
+            param["value"] = [-100.0, 200.0]
+    evaluator = build_evaluator(access_point(tmp_path, truth_features, model=model))
+    assert evaluator.parts == len(hh.STEPS) == 3
+    good = {**TRUE, "Ra.all": 100.0}
+    for params in (good, {**good, "gnabar_hh.somaxon": 0.2, "gkbar_hh.somaxon": 0.01},
+                   {**good, "Ra.all": -50.0}):  # the last fails in NEURON
+        values = [params[name] for name in evaluator.param_names]
+        parts = [evaluator.evaluate_part((values, index)) for index in range(evaluator.parts)]
+        # Each part computes its own protocol's objectives only.
+        assert [len(scores) for scores, _ in parts] == [
+            sum(f.protocol_name == p.name for f in evaluator.efeatures)
+            for p in evaluator.protocols]
+        assert evaluator.combine_parts(parts) == evaluator.evaluate_with_lists(values)
+    assert all(failed for _, failed in parts)
+    assert evaluator.combine_parts(parts) == [evaluator.max_score] * len(
+        evaluator.objective_names)
+    with pytest.raises(EvaluationError, match="2 parts given, 3 expected"):
+        evaluator.combine_parts(parts[:2])
+
+    # A threshold-based evaluation is one part: every protocol needs the pre-protocols.
+    threshold = build_evaluator(access_point(tmp_path / "threshold",
+                                             threshold_based_features()))
+    assert threshold.parts == 1
+    values = [TRUE[name] for name in threshold.param_names]
+    assert threshold.combine_parts([threshold.evaluate_part((values, 0))]) == \
+        threshold.evaluate_with_lists(values)

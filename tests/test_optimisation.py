@@ -14,7 +14,12 @@ import pytest
 from science_project import EMODEL, TRUE_PARAMETERS, ground_truth_features, make_hh_project
 from luigi_emodel import LocalAccessPoint, OptimisationError, OptimisationState
 from luigi_emodel.science.evaluator import build_evaluator
-from luigi_emodel.science.optimisation import read_checkpoint, run_optimisation, store_best_model
+from luigi_emodel.science.optimisation import (
+    read_checkpoint,
+    run_optimisation,
+    split_evaluations,
+    store_best_model,
+)
 
 CHILD = Path(__file__).parent / "_optimise_child.py"
 
@@ -140,3 +145,31 @@ def test_store_best_model_without_checkpoint(tmp_path: Path, truth_features: dic
     with pytest.raises(OptimisationError, match="no checkpoint for seed 4"):
         store_best_model(ap, seed=4)
     assert not ap.final_path.exists()
+
+
+def test_split_map_sends_protocols_and_returns_whole_evaluations(tmp_path: Path,
+                                                                 truth_features: dict) -> None:
+    import functools
+
+    ap = project(tmp_path, truth_features)
+    evaluator = build_evaluator(ap)
+    mapped: list[tuple] = []
+
+    def spying_map(func, items):
+        items = list(items)
+        mapped.append((getattr(func, "__name__", func), items))
+        return list(map(func, items))
+
+    split_map = split_evaluations(spying_map, evaluator)
+    individuals = [[TRUE_PARAMETERS[n] for n in evaluator.param_names],
+                   [TRUE_PARAMETERS[n] * 1.3 for n in evaluator.param_names]]
+    # As DEAP calls it: a partial of the bound method.
+    evaluate = functools.partial(evaluator.init_simulator_and_evaluate_with_lists)
+    scores = split_map(evaluate, iter(individuals))
+    assert scores == [evaluator.evaluate_with_lists(i) for i in individuals]
+    ((name, items),) = mapped
+    assert name == "evaluate_part"
+    assert items == [(i, k) for i in individuals for k in range(evaluator.parts)]
+    # Anything else is mapped as it comes.
+    mapped.clear()
+    assert split_map(abs, [-1, 2]) == [1, 2] and mapped == [("abs", [-1, 2])]

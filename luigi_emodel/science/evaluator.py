@@ -375,6 +375,53 @@ class EModelEvaluator:
     def evaluate_with_dicts(self, param_dict: dict[str, float]) -> dict[str, float]:
         return self.evaluate(param_dict).scores
 
+    # -- evaluations in parts, one protocol each -------------------------------------------------
+
+    @property
+    def parts(self) -> int:
+        """Independent parts of an evaluation: one per protocol, or a single one when the
+        evaluation is threshold-based (every protocol then needs the pre-protocols' results).
+        """
+        return 1 if self.threshold_based or not self.protocols else len(self.protocols)
+
+    def evaluate_part(self, item: tuple[list[float], int]) -> tuple[list[float], bool]:
+        """Part ``item[1]`` of the evaluation of ``item[0]`` (values in ``param_names`` order):
+        the scores of that protocol's objectives, in objective order, and whether it failed.
+
+        :meth:`combine_parts` puts the parts of one evaluation together. Each protocol starts
+        from the resting state with the same parameters, so the parts' scores are those of the
+        whole evaluation; the evaluation time limit applies to each part.
+        """
+        param_list, index = item
+        if self.parts == 1:
+            if index != 0:
+                raise EvaluationError(f"part {index} of an evaluation in 1 part")
+            result = self.evaluate(dict(zip(self.param_names, param_list)))
+        else:
+            protocol = self.protocols[index]
+            result = self.evaluate(dict(zip(self.param_names, param_list)), _only=[protocol])
+        names = self._part_objectives(index)
+        return [result.scores[name] for name in names], result.failed is not None
+
+    def _part_objectives(self, index: int) -> list[str]:
+        if self.parts == 1:
+            return list(self.objective_names)
+        protocol = self.protocols[index].name
+        return [f.name for f in self.efeatures if f.protocol_name == protocol]
+
+    def combine_parts(self, parts: list[tuple[list[float], bool]]) -> list[float]:
+        """Scores in objective order from the :meth:`evaluate_part` results of one evaluation
+        (parts 0 to ``parts - 1``). A failed part fails the evaluation: every objective gets
+        ``max_score``, as when :meth:`evaluate` fails."""
+        if len(parts) != self.parts:
+            raise EvaluationError(f"{len(parts)} parts given, {self.parts} expected")
+        if any(failed for _, failed in parts):
+            return [self.max_score] * len(self.objective_names)
+        scores: dict[str, float] = {}
+        for index, (values, _) in enumerate(parts):
+            scores.update(zip(self._part_objectives(index), values))
+        return [scores[name] for name in self.objective_names]
+
     # -- evaluation ------------------------------------------------------------------------------
 
     def _runtime(self) -> _Runtime:
@@ -391,7 +438,8 @@ class EModelEvaluator:
 
     def evaluate(self, param_dict: dict[str, float],
                  threshold_data: dict[str, float | None] | None = None,
-                 keep_traces: bool = False) -> EvaluationResult:
+                 keep_traces: bool = False, *,
+                 _only: list[ProtocolConfig] | None = None) -> EvaluationResult:
         """Simulate every protocol with these parameters and score every feature.
 
         Args:
@@ -414,7 +462,7 @@ class EModelEvaluator:
             elif self.threshold_based:
                 self._reuse_threshold_data(runtime, data, deadline, features, traces,
                                            keep_traces)
-            for protocol in self.protocols:
+            for protocol in self.protocols if _only is None else _only:
                 self._run_protocol(runtime, protocol, data, deadline, features, traces,
                                    keep_traces)
         except SimulationTimeout:

@@ -166,7 +166,8 @@ class _LongestFirst:
     (items are parameter vectors; each dimension is scaled by the spread seen so far). An
     offspring lies near the individuals it was bred from, whose firing, and so simulation
     cost, it mostly shares. Items that are not flat numeric vectors of one length keep their
-    order. Only the dispatch order changes: results come back in input order, and each
+    order (a tuple of vectors and numbers, such as ``(parameters, part)``, counts as their
+    concatenation). Only the dispatch order changes: results come back in input order, and each
     evaluation is the same whichever worker runs it, when.
     """
 
@@ -177,9 +178,17 @@ class _LongestFirst:
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
-    def _vectors(items: list[Any]) -> np.ndarray | None:
+    def _vector(item: Any) -> np.ndarray:
         try:
-            vectors = np.asarray([np.asarray(item, dtype=float) for item in items])
+            return np.asarray(item, dtype=float).ravel()
+        except (TypeError, ValueError):
+            # (parameters, part index), as optimisation.split_evaluations maps them.
+            return np.concatenate([np.asarray(part, dtype=float).ravel() for part in item])
+
+    @classmethod
+    def _vectors(cls, items: list[Any]) -> np.ndarray | None:
+        try:
+            vectors = np.asarray([cls._vector(item) for item in items])
         except (TypeError, ValueError):
             return None
         if vectors.ndim != 2 or not np.all(np.isfinite(vectors)):

@@ -34,6 +34,7 @@ __all__ = [
     "OptimisationOutcome",
     "read_checkpoint",
     "run_optimisation",
+    "split_evaluations",
     "store_best_model",
 ]
 
@@ -71,9 +72,46 @@ def _best_score(checkpoint: dict[str, Any]) -> float | None:
     return float(sum(halloffame[0].fitness.values))
 
 
+def split_evaluations(map_function: Callable[..., Any], evaluator: EModelEvaluator
+                      ) -> Callable[..., Any]:
+    """A map function that hands the workers one protocol of one individual at a time.
+
+    The optimisers map ``evaluator.init_simulator_and_evaluate_with_lists`` over a generation
+    and wait for the slowest evaluation before the next one; with few individuals per worker,
+    a worker often idles while another finishes a long evaluation. Mapping the evaluator's
+    independent parts (its protocols, :attr:`EModelEvaluator.parts`) instead makes the tasks
+    several times shorter, and that wait with them. The scores are the same as those of whole
+    evaluations (each protocol starts from rest), so the optimisation is too; the evaluation
+    time limit (``optimisation_timeout``) then applies to each protocol. Other functions, and
+    threshold-based evaluators (one part), are mapped as they come.
+    """
+    parts = evaluator.parts
+    if parts <= 1:
+        return map_function
+
+    def split_map(func: Callable[[Any], Any], iterable: Any) -> list[Any]:
+        # DEAP registers the evaluation as functools.partial(bound method).
+        target = getattr(func, "func", func)
+        if (getattr(target, "__self__", None) is not evaluator
+                or getattr(target, "__name__", "") != "init_simulator_and_evaluate_with_lists"
+                or getattr(func, "args", ()) or getattr(func, "keywords", None)):
+            return map_function(func, iterable)
+        individuals = [list(individual) for individual in iterable]
+        outcomes = list(map_function(
+            evaluator.evaluate_part,
+            [(individual, index) for individual in individuals for index in range(parts)],
+        ))
+        return [evaluator.combine_parts(outcomes[start:start + parts])
+                for start in range(0, len(outcomes), parts)]
+
+    return split_map
+
+
 def _create_optimiser(evaluator: EModelEvaluator, settings: Any, seed: int,
                       map_function: Callable[..., Any]) -> Any:
     import bluepyopt
+
+    map_function = split_evaluations(map_function, evaluator)
 
     params = dict(settings.optimisation_params or {})
     offspring_size = int(params.pop("offspring_size", settings.offspring_size))
