@@ -218,8 +218,9 @@ DESCRIPTIONS: dict[str, str] = {
     "max_score": "Score of a feature that is missing; cap of every score.",
     "optimiser": "IBEA, SO-CMA or MO-CMA.",
     "optimisation_params": "Optimiser parameters, e.g. {\"offspring_size\": 100}.",
-    "optimisation_timeout": "Wall-clock limit (s) of one evaluation; past it the "
-                            "individual scores max_score.",
+    "optimisation_timeout": "Wall-clock limit (s) of one evaluation (of each protocol, "
+                            "when the optimisation maps protocols separately: plain "
+                            "protocols); past it the individual scores max_score.",
     "threshold_efeature_std": "Floor of every feature's std, as a fraction of its mean.",
     "max_ngen": "Generations of each optimisation.",
     "use_stagnation_criterion": "Let CMA stop early when it stagnates.",
