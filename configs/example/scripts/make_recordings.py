@@ -14,6 +14,13 @@ Sweeps are sampled every 0.1 ms with Gaussian noise (0.15 mV) and written in lui
 ``.npz`` format under ``recordings/<cell>/``; ``config/extract_config/example.json`` lists them.
 The random generator is seeded: running the script again gives the same files.
 
+The noise is why the example's targets (``config/extract_config/example.json``) measure the
+sag with ``voltage_deflection_begin`` (a mean over a window) rather than ``sag_amplitude``:
+a feature read at an extremum (``minimum_voltage``, ``sag_amplitude``) picks the deepest
+noise sample. On cell1's -40 % step, 0.15 mV of noise reads a 1.75 mV sag as 2.11 mV
+(+21 %, ten noise draws); ``voltage_deflection_begin`` moves by 0.02 %. A model, simulated
+without noise, cannot match the biased value.
+
 Usage (from anywhere)::
 
     python configs/example/scripts/make_recordings.py [--force]
