@@ -211,3 +211,19 @@ def test_multiprocessing_dispatches_predicted_longest_first(tmp_path: Path) -> N
         assert map_function(abs, [-1, -3, -2]) == [1, 3, 2]
     assert first == [0.02, 1.2, 0.3]
     assert second == [0.04, 0.32, 1.1]
+
+
+def test_longest_first_compares_items_of_the_same_part_only() -> None:
+    from luigi_emodel.science.mappers import _LongestFirst
+
+    scheduler = _LongestFirst()
+    # (parameters, part): part 0 is slow near 0.0 and fast near 1.0; part 1 is fast.
+    scheduler.record("f", [([0.0], 0), ([0.0], 1), ([1.0], 0), ([1.0], 1)],
+                     [1.0, 0.1, 0.2, 0.05])
+    items = [([0.05], 1), ([0.9], 0), ([0.0], 0), ([0.95], 1)]
+    # Predicted 0.1, 0.2, 1.0, 0.05: the nearest item of the same part, not of the other.
+    assert scheduler.order("f", items) == [2, 1, 0, 3]
+    # A part never measured, another function, or items that are not vectors: input order.
+    assert scheduler.order("f", [([0.0], 0), ([0.0], 2)]) == [0, 1]
+    assert scheduler.order("g", items) == [0, 1, 2, 3]
+    assert scheduler.order("f", [{"a": 1}, {"a": 2}]) == [0, 1]

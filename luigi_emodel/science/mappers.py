@@ -165,61 +165,83 @@ class _LongestFirst:
     as the measured duration of the nearest item already evaluated by the same function
     (items are parameter vectors; each dimension is scaled by the spread seen so far). An
     offspring lies near the individuals it was bred from, whose firing, and so simulation
-    cost, it mostly shares. Items that are not flat numeric vectors of one length keep their
-    order (a tuple of vectors and numbers, such as ``(parameters, part)``, counts as their
-    concatenation). Only the dispatch order changes: results come back in input order, and each
-    evaluation is the same whichever worker runs it, when.
+    cost, it mostly shares. An item ``(vector, *labels)``, such as the ``(parameters, part)``
+    of :func:`~luigi_emodel.science.optimisation.split_evaluations`, is compared only with
+    items of the same labels (the same protocol). When an item has no prediction (nothing
+    comparable measured yet, or not numeric), the call keeps its input order. Only the
+    dispatch order changes: results come back in input order, and each evaluation is the
+    same whichever worker runs it, when.
     """
 
-    #: Evaluations remembered per function (oldest dropped first).
+    #: Items remembered per function and labels (oldest dropped first).
     history = 4096
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._seen: dict[tuple[str, Any], tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
-    def _vector(item: Any) -> np.ndarray:
+    def _split(item: Any) -> tuple[Any, np.ndarray] | None:
+        """``(labels, vector)`` of an item, or None if it is neither form."""
         try:
-            return np.asarray(item, dtype=float).ravel()
+            return (), np.asarray(item, dtype=float).ravel()
         except (TypeError, ValueError):
-            # (parameters, part index), as optimisation.split_evaluations maps them.
-            return np.concatenate([np.asarray(part, dtype=float).ravel() for part in item])
+            pass
+        if not isinstance(item, tuple) or not item:
+            return None
+        try:
+            vector = np.asarray(item[0], dtype=float).ravel()
+            labels = item[1:]
+            hash(labels)
+        except (TypeError, ValueError):
+            return None
+        return labels, vector
 
-    @classmethod
-    def _vectors(cls, items: list[Any]) -> np.ndarray | None:
-        try:
-            vectors = np.asarray([cls._vector(item) for item in items])
-        except (TypeError, ValueError):
-            return None
-        if vectors.ndim != 2 or not np.all(np.isfinite(vectors)):
-            return None
-        return vectors
+    def _groups(self, items: list[Any]) -> dict[Any, tuple[list[int], np.ndarray]] | None:
+        """Item indices and vectors by labels; None if an item is not comparable."""
+        members: dict[Any, tuple[list[int], list[np.ndarray]]] = {}
+        for index, item in enumerate(items):
+            split = self._split(item)
+            if split is None or not np.all(np.isfinite(split[1])):
+                return None
+            indices, vectors = members.setdefault(split[0], ([], []))
+            indices.append(index)
+            vectors.append(split[1])
+        groups = {}
+        for labels, (indices, vectors) in members.items():
+            if len({vector.size for vector in vectors}) != 1:
+                return None
+            groups[labels] = (indices, np.asarray(vectors))
+        return groups
 
     def order(self, digest: str, items: list[Any]) -> list[int]:
         """Indices of ``items`` in dispatch order."""
         natural = list(range(len(items)))
-        seen = self._seen.get(digest)
-        vectors = self._vectors(items) if seen is not None and len(items) > 1 else None
-        if seen is None or vectors is None or vectors.shape[1] != seen[0].shape[1]:
+        groups = self._groups(items) if len(items) > 1 else None
+        if not groups:
             return natural
-        points, seconds = seen
-        span = np.ptp(points, axis=0)
-        span[span == 0] = 1.0
-        distances = np.linalg.norm((vectors[:, None, :] - points[None, :, :]) / span, axis=2)
-        predicted = seconds[np.argmin(distances, axis=1)]
+        predicted = np.zeros(len(items))
+        for labels, (indices, vectors) in groups.items():
+            seen = self._seen.get((digest, labels))
+            if seen is None or seen[0].shape[1] != vectors.shape[1]:
+                return natural
+            points, seconds = seen
+            span = np.ptp(points, axis=0)
+            span[span == 0] = 1.0
+            distances = np.linalg.norm((vectors[:, None, :] - points[None, :, :]) / span,
+                                       axis=2)
+            predicted[indices] = seconds[np.argmin(distances, axis=1)]
         # A stable sort: equal predictions keep their input order.
         return sorted(natural, key=lambda index: -predicted[index])
 
     def record(self, digest: str, items: list[Any], seconds: list[float]) -> None:
-        vectors = self._vectors(items)
-        if vectors is None or not len(items):
-            return
-        durations = np.asarray(seconds, dtype=float)
-        seen = self._seen.get(digest)
-        if seen is not None and seen[0].shape[1] == vectors.shape[1]:
-            vectors = np.concatenate([seen[0], vectors])
-            durations = np.concatenate([seen[1], durations])
-        self._seen[digest] = (vectors[-self.history:], durations[-self.history:])
+        groups = self._groups(items)
+        for labels, (indices, vectors) in (groups or {}).items():
+            durations = np.asarray([seconds[index] for index in indices], dtype=float)
+            seen = self._seen.get((digest, labels))
+            if seen is not None and seen[0].shape[1] == vectors.shape[1]:
+                vectors = np.concatenate([seen[0], vectors])
+                durations = np.concatenate([seen[1], durations])
+            self._seen[(digest, labels)] = (vectors[-self.history:], durations[-self.history:])
 
 
 def _cached_call(func: Callable[[Any], Any], capture_errors: bool = False,
