@@ -12,7 +12,7 @@ Every backend gives results **bit-identical** to serial for a given seed:
   global ``random`` and ``numpy.random`` states exactly as it found them, and dask's size
   estimate of lists and tuples is made deterministic (see :func:`_register_dask_sizeof`).
 
-The ``multiprocessing`` backend dispatches the items of each call longest-first, predicting
+The parallel backends dispatch the items of each call longest-first, predicting
 an item's duration from the nearest item evaluated before (see :class:`_LongestFirst`): the
 end of a generation then waits for a short evaluation rather than a long one.
 
@@ -150,9 +150,12 @@ class _TimedCall(_CachedCall):
     """
 
     def __call__(self, item: Any) -> Any:
-        self._function()
+        with contextlib.suppress(Exception):  # a failure to unpickle is the call's to report
+            self._function()
         start = time.perf_counter()
         result = super().__call__(item)
+        if isinstance(result, _RemoteFailure):
+            return result
         return result, time.perf_counter() - start
 
 
@@ -296,6 +299,30 @@ def _rng_neutral(map_function: MapFunction) -> MapFunction:
     return neutral_map
 
 
+def _longest_first(raw_map: Callable[[_CachedCall, list[Any]], list[Any]],
+                   capture_errors: bool = False) -> MapFunction:
+    """A backend's map function, dispatching the items longest-first (:class:`_LongestFirst`).
+
+    ``raw_map(call, items)`` runs a :class:`_TimedCall` on the items, starting them in the
+    order given, and returns the outcomes in that order.
+    """
+    scheduler = _LongestFirst()
+
+    def ordered_map(func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
+        call = _cached_call(func, capture_errors=capture_errors, timed=True)
+        items = list(iterable)
+        order = scheduler.order(call.digest, items)
+        outcomes = raw_map(call, [items[index] for index in order])
+        results: list[Any] = [None] * len(items)
+        seconds = [0.0] * len(items)
+        for index, (result, duration) in zip(order, outcomes):
+            results[index], seconds[index] = result, duration
+        scheduler.record(call.digest, items, seconds)
+        return results
+
+    return ordered_map
+
+
 def _serial_map(func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
     return list(map(func, iterable))
 
@@ -404,28 +431,17 @@ def _start_multiprocessing(stack: contextlib.ExitStack, workers: int) -> MapFunc
     stack.push(lambda kind, error, trace: _shutdown_executor(executor, failed=kind is not None))
     logger.info("multiprocessing map: %d worker processes (%s)", workers, method)
 
-    scheduler = _LongestFirst()
-
-    def pool_map(func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
-        call = _cached_call(func, timed=True)
-        items = list(iterable)
-        order = scheduler.order(call.digest, items)
+    def pool_map(call: _CachedCall, items: list[Any]) -> list[Any]:
         try:
             # The executor hands items to free workers in submission order.
-            outcomes = list(executor.map(call, [items[index] for index in order]))
+            return list(executor.map(call, items))
         except BrokenProcessPool as error:
             raise BackendError(
                 f"multiprocessing map: a worker process died ({error}); the pool cannot be "
                 f"used any more"
             ) from error
-        results: list[Any] = [None] * len(items)
-        seconds = [0.0] * len(items)
-        for index, (result, duration) in zip(order, outcomes):
-            results[index], seconds[index] = result, duration
-        scheduler.record(call.digest, items, seconds)
-        return results
 
-    return pool_map
+    return _longest_first(pool_map)
 
 
 def _shutdown_executor(executor: Any, failed: bool) -> None:
@@ -504,13 +520,10 @@ def _start_ipyparallel(stack: contextlib.ExitStack, workers: int | None, profile
     view = client.load_balanced_view()
     logger.info("ipyparallel map: %d engines", len(client.ids))
 
-    def ipp_map(func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
-        # ipyparallel would replace a worker's exception with its RemoteError: carry the
-        # original back instead, so that callers see the package's own exceptions.
-        items = list(iterable)
+    def ipp_map(call: _CachedCall, items: list[Any]) -> list[Any]:
         if not items:  # ipyparallel returns a bare list, not an AsyncMapResult, for these
             return []
-        call = _cached_call(func, capture_errors=True)
+        # The load-balanced view assigns tasks to free engines in submission order.
         # Not map_sync: it swallows KeyboardInterrupt and then waits for every result anyway.
         pending = view.map_async(call, items)
         try:
@@ -526,7 +539,9 @@ def _start_ipyparallel(stack: contextlib.ExitStack, workers: int | None, profile
             raise
         return _raise_remote_failures(results, "ipyparallel")
 
-    return ipp_map
+    # ipyparallel would replace a worker's exception with its RemoteError: carry the
+    # original back instead, so that callers see the package's own exceptions.
+    return _longest_first(ipp_map, capture_errors=True)
 
 
 def _stop_ipp_cluster(cluster: Any) -> None:
@@ -623,11 +638,11 @@ def _start_dask(stack: contextlib.ExitStack, workers: int | None, scheduler: str
         stack.callback(client.close)
     logger.info("dask map: %s", client)
 
-    def dask_map(func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
-        call = _cached_call(func)
+    def dask_map(call: _CachedCall, items: list[Any]) -> list[Any]:
         # pure=False: no hashing of every item into its key, and no silent reuse of an
-        # earlier result for an equal item.
-        futures = client.map(call, list(iterable), pure=False)
+        # earlier result for an equal item. The scheduler ranks the tasks of one map call in
+        # the order given (Client.map's internal priorities).
+        futures = client.map(call, items, pure=False)
         try:
             return list(client.gather(futures))
         except KilledWorker as error:
@@ -637,4 +652,4 @@ def _start_dask(stack: contextlib.ExitStack, workers: int | None, scheduler: str
         finally:
             client.cancel(futures)
 
-    return dask_map
+    return _longest_first(dask_map)
