@@ -70,3 +70,33 @@ def test_first_readme_command_in_a_fresh_clone(tmp_path: Path) -> None:
         assert path.with_suffix(".pdf").stat().st_size > 1000
     # The status table closes the command.
     assert "validated of" in result.stdout and "exported (SONATA)" in result.stdout
+    check_targets_reachable(clone)
+
+
+# Scores of the example's true parameters (cell1) against the targets it extracted from the
+# three simulated cells, computed by the clone's own installation in a process of its own.
+TRUTH_SCORES = """
+import json, sys
+from luigi_emodel import LocalAccessPoint
+from luigi_emodel.science.evaluator import build_evaluator
+root = sys.argv[1]
+access_point = LocalAccessPoint("example", emodel_dir=root)
+truth = json.load(open(root + "/ground_truth.json"))["parameters"]
+result = build_evaluator(access_point).evaluate(truth)
+print(json.dumps({"failed": result.failed, "scores": result.scores}))
+"""
+
+
+def check_targets_reachable(clone: Path) -> None:
+    """The extracted targets can be matched by a noiseless model: the true parameters of
+    cell1 are within 2 std of every one (a target biased by the recordings' noise, such as
+    sag_amplitude, scored 2.7 std and no optimisation could bring every feature within 2)."""
+    example = clone / "configs/example"
+    result = subprocess.run([str(clone / ".venv/bin/python"), "-c", TRUTH_SCORES, str(example)],
+                            capture_output=True, text=True, timeout=300, check=True)
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["failed"] is None
+    scores = outcome["scores"]
+    assert len(scores) >= 15
+    far = {name: score for name, score in scores.items() if score >= 2.0}
+    assert far == {}, far
