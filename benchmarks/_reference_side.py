@@ -39,23 +39,9 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-
-def per_call(call: Callable[[int], Any], budget: float, max_calls: int,
-             warm_up: bool = True) -> dict[str, float]:
-    """Mean wall and CPU seconds per call of ``call(i)``, repeated for ``budget`` seconds or
-    ``max_calls`` calls (at least one), after one untimed call if ``warm_up``."""
-    if warm_up:
-        call(-1)
-    calls = 0
-    start, cpu = time.perf_counter(), time.process_time()
-    elapsed = 0.0
-    while calls == 0 or (elapsed < budget and calls < max_calls):
-        call(calls)
-        calls += 1
-        elapsed = time.perf_counter() - start
-    return {"wall": elapsed / calls, "cpu": (time.process_time() - cpu) / calls, "calls": calls}
+from _timing import per_call  # this folder, first on sys.path
 
 
 def _access_point(root: str, metadata: dict[str, Any]) -> Any:

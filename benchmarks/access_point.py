@@ -28,7 +28,6 @@ import os
 import pstats
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,8 @@ from conftest import EMODEL, make_project  # noqa: E402
 
 from luigi_emodel import LocalAccessPoint  # noqa: E402
 from luigi_emodel.access_point.final_store import FinalStore  # noqa: E402
+
+from _timing import fmt, per_call  # noqa: E402  (this folder, first on sys.path)
 
 #: Goals (seconds per call) at 10,000 stored models.
 GOALS = {"has_best_model": 50e-6, "store_emodel": 100e-3}
@@ -93,23 +94,6 @@ def populate(root: Path, count: int) -> LocalAccessPoint:
     return ap
 
 
-def per_call(call: Callable[[int], Any], *, min_time: float,
-             max_calls: int) -> tuple[float, float]:
-    """Mean (wall, CPU) seconds per call of ``call(i)``, i = 0, 1, ..., after a warm-up call.
-
-    CPU time (user + system of this process) does not count time spent waiting for a core
-    on a busy machine, nor waiting for the disk (fsync); wall time counts both.
-    """
-    call(-1)
-    calls, start, cpu = 0, time.perf_counter(), time.process_time()
-    elapsed = 0.0
-    while elapsed < min_time and calls < max_calls:
-        call(calls)
-        calls += 1
-        elapsed = time.perf_counter() - start
-    return elapsed / calls, (time.process_time() - cpu) / calls
-
-
 def measure(ap: LocalAccessPoint, count: int, cached: bool, next_seed: list[int],
             quick: bool) -> dict[str, tuple[float, float]]:
     ap.final_store = FinalStore.for_path(ap.final_path, root=ap.emodel_dir, use_cache=cached)
@@ -129,25 +113,18 @@ def measure(ap: LocalAccessPoint, count: int, cached: bool, next_seed: list[int]
         (other if i % 2 else ap).store_emodel(model(next_seed[0]))
         next_seed[0] += 1
 
+    def wall_cpu(call: Callable[[int], Any], max_calls: int) -> tuple[float, float]:
+        timing = per_call(call, budget, max_calls)
+        return timing["wall"], timing["cpu"]
+
     return {
-        "has_best_model": per_call(lambda i: ap.has_best_model(i % count), min_time=budget,
-                                   max_calls=200_000),
-        "is_checked_by_validation": per_call(lambda i: ap.is_checked_by_validation(i % count),
-                                             min_time=budget, max_calls=200_000),
-        "get_emodels": per_call(lambda i: ap.get_emodels(), min_time=budget,
-                                max_calls=3 if slow else 1000),
-        "store_emodel": per_call(store, min_time=budget, max_calls=5 if slow else 200),
-        "store_emodel, 2 writers alternating": per_call(alternate, min_time=budget,
-                                                        max_calls=4 if slow else 200),
+        "has_best_model": wall_cpu(lambda i: ap.has_best_model(i % count), 200_000),
+        "is_checked_by_validation": wall_cpu(lambda i: ap.is_checked_by_validation(i % count),
+                                             200_000),
+        "get_emodels": wall_cpu(lambda i: ap.get_emodels(), 3 if slow else 1000),
+        "store_emodel": wall_cpu(store, 5 if slow else 200),
+        "store_emodel, 2 writers alternating": wall_cpu(alternate, 4 if slow else 200),
     }
-
-
-def fmt(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
 
 
 def profile(ap: LocalAccessPoint, seed: int) -> str:

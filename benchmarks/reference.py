@@ -66,6 +66,8 @@ sys.path.insert(0, str(REPO / "tests"))  # the test project layout (conftest.mak
 
 from conftest import EMODEL, make_project  # noqa: E402
 
+from _timing import fmt, per_call  # noqa: E402  (this folder, first on sys.path)
+
 REFERENCE_VERSION = "1.0.50"
 REFERENCE_SIDE = HERE / "_reference_side.py"
 DEFAULT_REFERENCE_VENV = Path.home() / ".cache" / "luigi_emodel" / "ref-venv"
@@ -119,20 +121,6 @@ def template_model() -> dict[str, Any]:
 
 def model(template: dict[str, Any], seed: int, validated: bool | None = None) -> dict[str, Any]:
     return {"emodel": EMODEL, "seed": seed, **template, "validated": validated, "pdfs": []}
-
-
-def per_call(call: Any, budget: float, max_calls: int, warm_up: bool = True) -> dict[str, float]:
-    """Mean wall and CPU seconds per call of ``call(i)`` (as ``_reference_side.per_call``)."""
-    if warm_up:
-        call(-1)
-    calls = 0
-    start, cpu = time.perf_counter(), time.process_time()
-    elapsed = 0.0
-    while calls == 0 or (elapsed < budget and calls < max_calls):
-        call(calls)
-        calls += 1
-        elapsed = time.perf_counter() - start
-    return {"wall": elapsed / calls, "cpu": (time.process_time() - cpu) / calls, "calls": calls}
 
 
 def our_access_point(root: Path) -> Any:
@@ -539,14 +527,6 @@ def measure_e2e(sides: Sides, work: Path) -> dict[str, Any]:
 
 
 # -- the table -----------------------------------------------------------------------------------
-
-def fmt(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
-
 
 def timed(value: dict[str, float]) -> str:
     return f"{fmt(value['wall'])} ({fmt(value['cpu'])})"

@@ -57,6 +57,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import _timing  # noqa: E402  (this folder, first on sys.path)
+
 import luigi  # noqa: E402
 
 from luigi_emodel.tasks import (  # noqa: E402
@@ -323,11 +325,7 @@ def run_child(root: Path, command: list[str], label: str) -> tuple[dict[str, Any
 
 
 def fmt(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.0f} ms"
-    return f"{seconds:.2f} s"
+    return _timing.fmt(seconds, ms_decimals=0)
 
 
 def check_nothing_ran(label: str, report: dict[str, Any], summary: str) -> None:
