@@ -41,7 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _timing import per_call  # this folder, first on sys.path
+from _timing import access_point_calls  # this folder, first on sys.path
 
 
 def _access_point(root: str, metadata: dict[str, Any]) -> Any:
@@ -71,30 +71,9 @@ def _emodel(template: dict[str, Any], seed: int, metadata: Any) -> Any:
 
 
 def access_point_job(job: dict[str, Any]) -> dict[str, Any]:
-    count, budget, max_calls = job["count"], job["budget"], job["max_calls"]
-    ap = _access_point(job["root"], job["metadata"])
-    results: dict[str, Any] = {}
-    results["has_best_model"] = per_call(lambda i: ap.has_best_model(i % count),
-                                         budget, max_calls["has_best_model"])
-    found = [0]
-
-    def get_emodels(_: int) -> None:
-        found[0] = len(ap.get_emodels())
-
-    results["get_emodels"] = per_call(get_emodels, budget, max_calls["get_emodels"])
-    results["get_emodels"]["models"] = found[0]
-    # store_emodel adds the stored entry's fields to the access point's own metadata object,
-    # which get_emodels then filters on: stores get an access point of their own.
-    writer = _access_point(job["root"], job["metadata"])
-    next_seed = [job["first_new_seed"]]
-
-    def store(_: int) -> None:
-        writer.store_emodel(_emodel(job["template"], next_seed[0], writer.emodel_metadata))
-        next_seed[0] += 1
-
-    results["store_emodel"] = per_call(store, budget, max_calls["store_emodel"], warm_up=False)
-    results["stored_seeds"] = list(range(job["first_new_seed"], next_seed[0]))
-    return results
+    return access_point_calls(
+        job, lambda: _access_point(job["root"], job["metadata"]),
+        lambda writer, seed: _emodel(job["template"], seed, writer.emodel_metadata))
 
 
 def checks_job(job: dict[str, Any]) -> dict[str, Any]:

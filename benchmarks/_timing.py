@@ -39,3 +39,41 @@ def fmt(seconds: float, ms_decimals: int = 1) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.{ms_decimals}f} ms"
     return f"{seconds:.2f} s"
+
+
+def access_point_calls(job: dict[str, Any], open_access_point: Callable[[], Any],
+                       entry: Callable[[Any, int], Any]) -> dict[str, Any]:
+    """``has_best_model``, ``get_emodels`` and ``store_emodel`` timed with ``per_call``, the
+    same way on both sides of ``reference.py``.
+
+    Args:
+        job: ``count`` stored models, ``budget`` seconds and ``max_calls`` per call,
+            ``first_new_seed`` for the stores.
+        open_access_point: a new access point on the run root.
+        entry: ``entry(writer, seed)``, what ``writer.store_emodel`` takes for ``seed``.
+    """
+    count, budget, max_calls = job["count"], job["budget"], job["max_calls"]
+    access_point = open_access_point()
+    results: dict[str, Any] = {}
+    results["has_best_model"] = per_call(lambda i: access_point.has_best_model(i % count),
+                                         budget, max_calls["has_best_model"])
+    found = [0]
+
+    def get_emodels(_: int) -> None:
+        found[0] = len(access_point.get_emodels())
+
+    results["get_emodels"] = per_call(get_emodels, budget, max_calls["get_emodels"])
+    results["get_emodels"]["models"] = found[0]
+    # The reference's store_emodel adds the stored entry's fields to its access point's own
+    # metadata, which get_emodels then filters on: stores get an access point of their own
+    # (on both sides, alike).
+    writer = open_access_point()
+    next_seed = [job["first_new_seed"]]
+
+    def store(_: int) -> None:
+        writer.store_emodel(entry(writer, next_seed[0]))
+        next_seed[0] += 1
+
+    results["store_emodel"] = per_call(store, budget, max_calls["store_emodel"], warm_up=False)
+    results["stored_seeds"] = list(range(job["first_new_seed"], next_seed[0]))
+    return results

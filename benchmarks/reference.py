@@ -66,7 +66,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test project layout (conftest.mak
 
 from conftest import EMODEL, make_project  # noqa: E402
 
-from _timing import fmt, per_call  # noqa: E402  (this folder, first on sys.path)
+from _timing import access_point_calls, fmt  # noqa: E402  (this folder, first on sys.path)
 
 REFERENCE_VERSION = "1.0.50"
 REFERENCE_SIDE = HERE / "_reference_side.py"
@@ -134,28 +134,8 @@ def our_access_point(root: Path) -> Any:
 # -- our side (child processes: python reference.py --child < job.json) --------------------------
 
 def ours_access_point(job: dict[str, Any]) -> dict[str, Any]:
-    count, budget, max_calls = job["count"], job["budget"], job["max_calls"]
-    ap = our_access_point(Path(job["root"]))
-    results: dict[str, Any] = {}
-    results["has_best_model"] = per_call(lambda i: ap.has_best_model(i % count),
-                                         budget, max_calls["has_best_model"])
-    found = [0]
-
-    def get_emodels(_: int) -> None:
-        found[0] = len(ap.get_emodels())
-
-    results["get_emodels"] = per_call(get_emodels, budget, max_calls["get_emodels"])
-    results["get_emodels"]["models"] = found[0]
-    writer = our_access_point(Path(job["root"]))  # as on the reference's side
-    next_seed = [job["first_new_seed"]]
-
-    def store(_: int) -> None:
-        writer.store_emodel(model(job["template"], next_seed[0]))
-        next_seed[0] += 1
-
-    results["store_emodel"] = per_call(store, budget, max_calls["store_emodel"], warm_up=False)
-    results["stored_seeds"] = list(range(job["first_new_seed"], next_seed[0]))
-    return results
+    return access_point_calls(job, lambda: our_access_point(Path(job["root"])),
+                              lambda writer, seed: model(job["template"], seed))
 
 
 def ours_checks(job: dict[str, Any]) -> dict[str, Any]:
