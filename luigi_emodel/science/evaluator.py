@@ -393,13 +393,10 @@ class EModelEvaluator:
         whole evaluation; the evaluation time limit applies to each part.
         """
         param_list, index = item
-        if self.parts == 1:
-            if index != 0:
-                raise EvaluationError(f"part {index} of an evaluation in 1 part")
-            result = self.evaluate(dict(zip(self.param_names, param_list)))
-        else:
-            protocol = self.protocols[index]
-            result = self.evaluate(dict(zip(self.param_names, param_list)), _only=[protocol])
+        if not 0 <= index < self.parts:
+            raise EvaluationError(f"part {index} of an evaluation in {self.parts} part(s)")
+        protocols = self.protocols if self.parts == 1 else [self.protocols[index]]
+        result = self._evaluate(dict(zip(self.param_names, param_list)), None, False, protocols)
         names = self._part_objectives(index)
         return [result.scores[name] for name in names], result.failed is not None
 
@@ -438,8 +435,7 @@ class EModelEvaluator:
 
     def evaluate(self, param_dict: dict[str, float],
                  threshold_data: dict[str, float | None] | None = None,
-                 keep_traces: bool = False, *,
-                 _only: list[ProtocolConfig] | None = None) -> EvaluationResult:
+                 keep_traces: bool = False) -> EvaluationResult:
         """Simulate every protocol with these parameters and score every feature.
 
         Args:
@@ -447,6 +443,13 @@ class EModelEvaluator:
             threshold_data: results of earlier pre-protocols (skip them when given).
             keep_traces: keep the voltage traces in the result (for figures and checks).
         """
+        return self._evaluate(param_dict, threshold_data, keep_traces, self.protocols)
+
+    def _evaluate(self, param_dict: dict[str, float],
+                  threshold_data: dict[str, float | None] | None, keep_traces: bool,
+                  protocols: list[ProtocolConfig]) -> EvaluationResult:
+        """:meth:`evaluate`, simulating only ``protocols`` (the pre-protocols as needed);
+        the features of the other protocols score ``max_score``."""
         missing = set(self.param_names) - set(param_dict)
         if missing:
             raise EvaluationError(f"parameters missing from the evaluation: {sorted(missing)}")
@@ -462,7 +465,7 @@ class EModelEvaluator:
             elif self.threshold_based:
                 self._reuse_threshold_data(runtime, data, deadline, features, traces,
                                            keep_traces)
-            for protocol in self.protocols if _only is None else _only:
+            for protocol in protocols:
                 self._run_protocol(runtime, protocol, data, deadline, features, traces,
                                    keep_traces)
         except SimulationTimeout:
