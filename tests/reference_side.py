@@ -13,7 +13,8 @@ Batch format::
 Each job runs with the working directory set to its run root, because the reference creates
 its ``.tmp/`` lock folder there and resolves several paths against it. Each step gives
 ``{"result": ...}``, or ``{"error": "<type>: <message>"}`` if it raised, so that the test can
-tell which call failed. Only the standard library and bluepyemodel may be imported here.
+tell which call failed. Only the standard library, bluepyemodel and this folder's
+fitness_view.py (standard library only) may be imported here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Callable
 
 from bluepyemodel.access_point.local import LocalAccessPoint
 from bluepyemodel.emodel_pipeline.emodel import EModel
+from fitness_view import fitness_view  # this folder, first on sys.path
 
 
 def _plain(value: Any) -> Any:
@@ -81,21 +83,7 @@ def _fitness_configuration(ap: LocalAccessPoint, step: dict[str, Any]) -> dict[s
     config = ap.get_fitness_calculator_configuration()
     if step.get("store"):
         ap.store_fitness_calculator_configuration(config)
-    return {
-        "as_dict": config.as_dict(),
-        "efeatures": [
-            {"name": f.name, "protocol_name": f.protocol_name, "mean": f.mean,
-             "original_std": f.original_std, "std": f.std, "weight": f.weight,
-             "efel_settings": f.efel_settings}
-            for f in config.efeatures
-        ],
-        "protocols": [
-            {"name": p.name, "stimuli": p.stimuli, "validation": p.validation,
-             "protocol_type": p.protocol_type,
-             "recordings": [r["name"] for r in p.recordings_from_config]}
-            for p in config.protocols
-        ],
-    }
+    return {"as_dict": config.as_dict(), **fitness_view(config)}
 
 
 def _targets_configuration(ap: LocalAccessPoint, step: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import EMODEL, make_project, stored_entry
+from fitness_view import fitness_view
 from luigi_emodel import ConfigurationError, LocalAccessPoint, ModelConfiguration
 from luigi_emodel.schemas import DistributionConfig, StoredModel, final_key, parse_model
 
@@ -142,21 +143,7 @@ def sorted_distributions(distributions: list[DistributionConfig]) -> list[Distri
 
 def our_fitness_view(ap: LocalAccessPoint) -> dict[str, Any]:
     """Our reading of the fitness-calculator configuration, shaped as the reference side's."""
-    config = ap.get_fitness_calculator_configuration()
-    return canon({
-        "efeatures": [
-            {"name": f.name, "protocol_name": f.protocol_name, "mean": f.mean,
-             "original_std": f.original_std, "std": f.std, "weight": f.weight,
-             "efel_settings": f.efel_settings}
-            for f in config.efeatures
-        ],
-        "protocols": [
-            {"name": p.name, "stimuli": p.stimuli, "validation": p.validation,
-             "protocol_type": p.protocol_type,
-             "recordings": [r.name for r in p.recordings_from_config]}
-            for p in config.protocols
-        ],
-    })
+    return canon(fitness_view(ap.get_fitness_calculator_configuration()))
 
 
 def use_decay_distribution(root: Path, legacy: bool) -> None:
