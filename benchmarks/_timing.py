@@ -7,6 +7,7 @@ so it must not import luigi_emodel or anything outside the standard library.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -77,3 +78,15 @@ def access_point_calls(job: dict[str, Any], open_access_point: Callable[[], Any]
     results["store_emodel"] = per_call(store, budget, max_calls["store_emodel"], warm_up=False)
     results["stored_seeds"] = list(range(job["first_new_seed"], next_seed[0]))
     return results
+
+
+def answers_timed(checks: list[tuple[str, int]], exists: Callable[[str, int], bool]
+                  ) -> dict[str, Any]:
+    """``exists(kind, seed)`` for every check, with the wall and CPU seconds of the loop and
+    the count of each ``kind:answer``."""
+    answers: Counter[str] = Counter()
+    start, cpu = time.perf_counter(), time.process_time()
+    for kind, seed in checks:
+        answers[f"{kind}:{exists(kind, seed)}"] += 1
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+            "answers": dict(answers)}

@@ -66,7 +66,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test project layout (conftest.mak
 
 from conftest import EMODEL, make_project  # noqa: E402
 
-from _timing import access_point_calls, fmt  # noqa: E402  (this folder, first on sys.path)
+from _timing import access_point_calls, answers_timed, fmt  # noqa: E402  (this folder, first on sys.path)
 
 REFERENCE_VERSION = "1.0.50"
 REFERENCE_SIDE = HERE / "_reference_side.py"
@@ -145,12 +145,8 @@ def ours_checks(job: dict[str, Any]) -> dict[str, Any]:
     targets = {"best_model": BestModelTarget, "validation": ValidationTarget,
                "export": SonataTarget}
     metadata = job["metadata"]
-    answers: Counter[str] = Counter()
-    start, cpu = time.perf_counter(), time.process_time()
-    for kind, seed in job["checks"]:
-        answers[f"{kind}:{targets[kind](seed, **metadata).exists()}"] += 1
-    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu,
-            "answers": dict(answers)}
+    return answers_timed(job["checks"],
+                         lambda kind, seed: targets[kind](seed, **metadata).exists())
 
 
 def ours_writer(job: dict[str, Any]) -> dict[str, Any]:
